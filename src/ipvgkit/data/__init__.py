@@ -1,0 +1,1 @@
+"""Test-set cases, timelines, manifests and dataset sources."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from ipvgkit.cli.options import JsonOpt, ModelsDirOpt
@@ -29,6 +27,7 @@ def doctor(json_out: JsonOpt = False, models_dir: ModelsDirOpt = None) -> None:
 
         print_json([c.to_dict() for c in checks])
     else:
+        from rich.markup import escape
         from rich.table import Table
 
         from ipvgkit.cli.ui import out
@@ -43,7 +42,7 @@ def doctor(json_out: JsonOpt = False, models_dir: ModelsDirOpt = None) -> None:
                 status = "[red]missing[/]"
             else:
                 status = "[yellow]optional, missing[/]"
-            table.add_row(c.name, status, c.details, "" if c.ok else c.fix)
+            table.add_row(escape(c.name), status, escape(c.details), "" if c.ok else escape(c.fix))
         out.print(table)
         if failed:
             out.print(f"[red]{len(failed)} required component(s) missing.[/]")
@@ -54,5 +53,3 @@ def doctor(json_out: JsonOpt = False, models_dir: ModelsDirOpt = None) -> None:
 def register(app: typer.Typer) -> None:
     app.command("doctor", epilog=EPILOG)(doctor)
 
-
-__all__ = ["register", "Path"]

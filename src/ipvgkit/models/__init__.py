@@ -1,0 +1,1 @@
+"""Video model backends behind one protocol (see ``ipvgkit.models.base``)."""

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import pytest
+
+from ipvgkit.fsutil import atomic_path, atomic_write_text, is_temp_name
+
+
+def test_atomic_write_replaces_only_on_success(tmp_path):
+    dest = tmp_path / "a.txt"
+    atomic_write_text(dest, "one")
+    with pytest.raises(RuntimeError), atomic_path(dest) as tmp:
+        tmp.write_text("half")
+        assert is_temp_name(tmp.name)
+        raise RuntimeError("crash")
+    assert dest.read_text() == "one"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_atomic_creates_parents(tmp_path):
+    dest = tmp_path / "x" / "y" / "z.json"
+    atomic_write_text(dest, "{}")
+    assert dest.read_text() == "{}"
+
+
+def test_is_temp_name():
+    assert is_temp_name(".prompt1.tmp-abc123.mp4")
+    assert not is_temp_name("prompt1.mp4")
+    assert not is_temp_name(".DS_Store")

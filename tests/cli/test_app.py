@@ -74,3 +74,13 @@ def test_main_usage_error_exit_2():
     r = subprocess.run([sys.executable, "-m", "ipvgkit", "doctor", "--no-such-flag"], capture_output=True, text=True)
     assert r.returncode == 2
     assert "No such option" in r.stderr
+
+
+def test_main_maps_our_errors_to_one_line_and_exit_1(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "ipvgkit", "cases", str(tmp_path / "missing")], capture_output=True, text=True
+    )
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    assert r.stderr.strip().startswith("error:")
+    assert len(r.stderr.strip().splitlines()) == 1

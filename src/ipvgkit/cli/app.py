@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 
-import click
 import typer
 from rich.markup import escape
 from typer.core import TyperGroup
@@ -19,13 +18,18 @@ from ipvgkit import __version__
 # (module under ipvgkit.cli) in the order the commands appear in --help.
 COMMAND_MODULES = [
     "doctor",
+    "cases",
+    "generate",
+    "score",
+    "pack",
+    "models",
 ]
 
 
 class _Group(TyperGroup):
     """Maps ipvgkit errors to one line on stderr and their exit code, for ``main()`` and CliRunner alike."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx):
         from ipvgkit.errors import IpvgError
 
         try:
@@ -34,10 +38,10 @@ class _Group(TyperGroup):
             from ipvgkit.cli.ui import err
 
             err.print(f"[bold red]error:[/] {escape(_message(exc))}", highlight=False)
-            raise click.exceptions.Exit(exc.exit_code) from None
+            raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            click.echo("interrupted: finished outputs are kept; rerun the same command to resume", err=True)
-            raise click.exceptions.Exit(130) from None
+            typer.echo("interrupted: finished outputs are kept; rerun the same command to resume", err=True)
+            raise typer.Exit(130) from None
 
 
 app = typer.Typer(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -24,7 +24,7 @@ CasesOpt = Annotated[
     typer.Option("--cases", help="Test set: an id/prompt folder or an eval.json (see docs/formats.md)."),
 ]
 TimelineUnitsOpt = Annotated[
-    str,
+    Literal["auto", "seconds", "fraction"],
     typer.Option(
         "--timeline-units",
         help="How to read temporal_captions start/end: seconds, fraction (of the video) or auto.",

@@ -42,7 +42,9 @@ class Case:
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        """The JSON form printed by ``ipvg cases --json``."""
+        """The JSON form printed by ``ipvg cases --json``: exactly the keys ``case_id``, ``track``,
+        ``prompt``, ``ref_images``, ``output_name``, ``timeline`` and ``timeline_units``
+        (``class_labels``, ``source`` and ``extra`` are in :meth:`to_full_dict`)."""
         return {
             "case_id": self.case_id,
             "track": self.track,
@@ -51,5 +53,13 @@ class Case:
             "output_name": self.output_name,
             "timeline": [e.to_dict() for e in self.timeline] if self.timeline is not None else None,
             "timeline_units": self.timeline_units,
+        }
+
+    def to_full_dict(self) -> dict:
+        """:meth:`to_dict` plus ``class_labels``, ``source`` and ``extra`` (JSON-compatible)."""
+        return {
+            **self.to_dict(),
             "class_labels": self.class_labels,
+            "source": self.source,
+            "extra": self.extra,
         }

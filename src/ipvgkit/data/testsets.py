@@ -1,0 +1,516 @@
+"""Test-set loaders: formats A, B and C of SPEC §1 -> one list of :class:`Case`.
+
+- A: a folder of id folders (``id001/``) each holding reference image(s) and ``prompt1.txt`` ...
+- B: a JSON list of ``{"img", "prompt"}`` (Track 1 ``eval.json``).
+- C: a JSON list, or a dict keyed ``"1"``..``"N"``, of ``{"img_paths", "class_label", "global_prompt",
+  "temporal_captions"}`` (Track 2 ``eval.json``).
+
+:func:`load_testset` is tolerant: every malformed case becomes a :class:`CaseError` in
+``TestSet.errors`` and the others load. :func:`load_cases` is strict and raises the first one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+from ipvgkit.data.cases import Case
+from ipvgkit.data.timeline import (
+    UNITS_CHOICES,
+    TimelineError,
+    check_fraction,
+    events_from_captions,
+    looks_like_fraction,
+    split_prompt_timeline_units,
+)
+from ipvgkit.errors import CaseError, InputError, UsageError
+
+Format = Literal["A", "B", "C"]
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+EVAL_JSON = "eval.json"
+ACCEPTED = (
+    "accepted test sets: (A) a folder of id folders (id001/) each with image(s) *.png|jpg|jpeg|webp and "
+    "prompt1.txt...; (B) a JSON list of {img, prompt}; (C) a JSON list or dict of {img_paths, "
+    "class_label, global_prompt, temporal_captions}; or a folder holding such an eval.json "
+    "(see docs/formats.md)"
+)
+_PROMPT_RE = re.compile(r"prompt(\d*)\.txt", re.IGNORECASE)
+_C_KEYS = ("img_paths", "temporal_captions", "global_prompt", "class_label")
+_B_KEYS = ("img", "prompt")
+_B_IMG_KEYS = ("img", "image", "img_path", "img_paths")
+_B_TEXT_KEYS = ("prompt", "global_prompt", "caption")
+_C_IMG_KEYS = ("img_paths", "img_path", "img", "images")
+_C_TEXT_KEYS = ("global_prompt", "prompt")
+_C_LABEL_KEYS = ("class_label", "class_labels")
+_INDEX_LIMIT = 200_000  # files visited at most when searching the json's folder tree for a basename
+
+
+@dataclass
+class TestSet:
+    """A loaded test set: valid ``cases``, malformed ones as ``errors``, in the file's order."""
+
+    __test__ = False  # not a pytest test class
+
+    path: Path
+    format: Format
+    cases: list[Case] = field(default_factory=list)
+    errors: list[CaseError] = field(default_factory=list)
+    output_names: list[str] = field(default_factory=list)
+
+    def expected_outputs(self) -> list[str]:
+        """Output names of every case, malformed ones included where the name is knowable."""
+        return list(self.output_names)
+
+    def raise_first_error(self) -> None:
+        """Raise the first :class:`CaseError`, if any."""
+        if self.errors:
+            raise self.errors[0]
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def __iter__(self) -> Iterator[Case]:
+        return iter(self.cases)
+
+
+def _natural_key(text: str) -> list[Any]:
+    """Sort key that orders ``id2`` before ``id10``."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
+
+
+def _check_options(timeline_units: str, track: int | None) -> None:
+    if timeline_units not in UNITS_CHOICES:
+        raise UsageError(
+            f"--timeline-units must be one of {', '.join(UNITS_CHOICES)}, not {timeline_units!r}"
+        )
+    if track not in (None, 1, 2):
+        raise UsageError(f"--track must be 1 or 2, not {track!r}")
+
+
+def load_testset(path: str | os.PathLike, timeline_units: str = "auto", track: int | None = None) -> TestSet:
+    """Load a test set in format A, B or C (recognised as in SPEC §1).
+
+    ``path`` is an id/prompt folder, an ``eval.json`` or a folder holding one. ``timeline_units``
+    (``auto``/``seconds``/``fraction``) says how timeline times are read; ``track`` forces the track of
+    every case. Malformed cases land in ``.errors``; an unrecognisable input raises :class:`InputError`.
+    """
+    _check_options(timeline_units, track)
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InputError(f"test set not found: {p}")
+    try:
+        return _load_any(p, timeline_units, track)
+    except OSError as exc:
+        where = exc.filename or p
+        raise InputError(f"cannot read {where}: {exc.strerror or exc}") from None
+
+
+def _load_any(p: Path, timeline_units: str, track: int | None) -> TestSet:
+    """Dispatch an existing path to the loader of its format."""
+    if p.is_dir():
+        if (p / EVAL_JSON).is_file():
+            return _load_json(p / EVAL_JSON, timeline_units, track)
+        if _looks_like_format_a(p):
+            return _load_format_a(p, timeline_units, track)
+        jsons = sorted(p.glob("*.json"))
+        hint = f" (it holds {', '.join(j.name for j in jsons[:3])}: pass the file itself)" if jsons else ""
+        if not hint and _prompt_files(p):
+            hint = f" (it looks like one id folder: pass its parent {p.parent})"
+        raise InputError(f"{p} is not a test set{hint}; {ACCEPTED}")
+    if p.suffix.lower() == ".json":
+        return _load_json(p, timeline_units, track)
+    raise InputError(f"{p} is not a test set; {ACCEPTED}")
+
+
+def load_cases(path: str | os.PathLike, timeline_units: str = "auto", track: int | None = None) -> list[Case]:
+    """Strict :func:`load_testset`: the cases, or the first malformed case raised as :class:`CaseError`."""
+    testset = load_testset(path, timeline_units=timeline_units, track=track)
+    testset.raise_first_error()
+    return testset.cases
+
+
+# ---------------------------------------------------------------------------------------------- format A
+
+
+def _is_image(p: Path) -> bool:
+    return p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+
+
+def _prompt_files(folder: Path) -> list[Path]:
+    files = [f for f in folder.iterdir() if f.is_file() and _PROMPT_RE.fullmatch(f.name)]
+    return sorted(files, key=lambda f: _natural_key(f.name))
+
+
+def _id_folders(root: Path) -> list[Path]:
+    """Sub-folders that hold a prompt file or an image (hidden folders and ``__MACOSX`` skipped)."""
+    found = []
+    for d in root.iterdir():
+        if not d.is_dir() or d.name.startswith((".", "__")):
+            continue
+        try:
+            if any(_is_image(f) or _PROMPT_RE.fullmatch(f.name) for f in d.iterdir()):
+                found.append(d)
+        except OSError:
+            continue
+    return sorted(found, key=lambda d: _natural_key(d.name))
+
+
+def _looks_like_format_a(root: Path) -> bool:
+    return any(_prompt_files(d) for d in _id_folders(root))
+
+
+def _read_text(path: Path, key: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CaseError(key, f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise CaseError(key, f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _load_format_a(root: Path, timeline_units: str, track: int | None) -> TestSet:
+    ts = TestSet(path=root, format="A")
+    checker = _ImageChecker()
+    for folder in _id_folders(root):
+        images = sorted((f for f in folder.iterdir() if _is_image(f)), key=lambda f: _natural_key(f.name))
+        prompts = _prompt_files(folder)
+        if not prompts:
+            ts.errors.append(CaseError(folder.name, f"no prompt1.txt ... in {folder}"))
+            continue
+        for prompt_file in prompts:
+            key = f"{folder.name}/{prompt_file.stem}"
+            output = f"{folder.name}/{prompt_file.stem}.mp4"
+            ts.output_names.append(output)
+            try:
+                if not images:
+                    raise CaseError(key, f"no reference image (*.png|jpg|jpeg|webp) in {folder}")
+                for img in images:
+                    checker.check(img, key)
+                ts.cases.append(_case_a(key, output, prompt_file, images, timeline_units, track))
+            except CaseError as exc:
+                ts.errors.append(exc)
+    if not ts.cases and not ts.errors:
+        raise InputError(f"{root} holds no cases; {ACCEPTED}")
+    return ts
+
+
+def _case_a(
+    key: str, output: str, prompt_file: Path, images: list[Path], timeline_units: str, track: int | None
+) -> Case:
+    text = _read_text(prompt_file, key).strip()
+    if not text:
+        raise CaseError(key, f"empty prompt in {prompt_file}")
+    try:
+        prompt, events, with_suffix = split_prompt_timeline_units(text)
+        units = None
+        if events:
+            if timeline_units == "auto":
+                units = "seconds" if with_suffix or not looks_like_fraction(events) else "fraction"
+            else:
+                units = timeline_units
+            if units == "fraction":
+                check_fraction(events)
+    except TimelineError as exc:
+        raise CaseError(key, f"{prompt_file.name}: {exc}") from None
+    if events and not prompt:
+        prompt = ". ".join(e.text for e in events)
+    return Case(
+        case_id=key,
+        track=track or (2 if events else 1),
+        ref_images=[i.resolve() for i in images],
+        prompt=prompt,
+        output_name=output,
+        timeline=events,
+        timeline_units=units,  # type: ignore[arg-type]
+        source=str(prompt_file),
+    )
+
+
+# ------------------------------------------------------------------------------------------ formats B, C
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    duplicates: dict[int, list[str]] = {}
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict:
+        obj = dict(pairs)
+        if len(obj) < len(pairs):
+            seen: set[str] = set()
+            duplicates[id(obj)] = [k for k, _ in pairs if k in seen or seen.add(k)]
+        return obj
+
+    try:
+        data = json.loads(text, object_pairs_hook=pairs_hook)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    if id(data) in duplicates:  # only the top-level object's keys are case keys
+        dup = duplicates[id(data)]
+        raise InputError(
+            f"{path}: duplicate case key(s) {', '.join(map(repr, dup[:5]))}; keys must be unique"
+        )
+    return data
+
+
+def _entries(data: Any, path: Path) -> list[tuple[str, Any]]:
+    """(key, entry) pairs: the dict's keys, or 1-based positions for a list."""
+    if isinstance(data, list):
+        return [(str(i), e) for i, e in enumerate(data, start=1)]
+    if isinstance(data, dict):
+        if any(k in data for k in _C_KEYS + _B_KEYS):
+            raise InputError(f"{path} holds a single case object, not a list or dict of cases; {ACCEPTED}")
+        items = [(str(k), v) for k, v in data.items()]
+        if items and all(k.isdigit() for k, _ in items):
+            items.sort(key=lambda kv: int(kv[0]))
+        return items
+    raise InputError(f"{path} holds a JSON {type(data).__name__}, not a list or dict of cases; {ACCEPTED}")
+
+
+def _detect_json_format(entries: list[tuple[str, Any]], path: Path) -> Format:
+    objs = [e for _, e in entries if isinstance(e, dict)]
+    if any(any(k in e for k in _C_KEYS) for e in objs):
+        return "C"
+    if any(any(k in e for k in _B_KEYS) for e in objs):
+        return "B"
+    what = (
+        "no cases" if not entries else "no entry with img/prompt or img_paths/global_prompt/temporal_captions"
+    )
+    raise InputError(f"{path} holds {what}; {ACCEPTED}")
+
+
+def _load_json(path: Path, timeline_units: str, track: int | None) -> TestSet:
+    data = _read_json(path)
+    entries = _entries(data, path)
+    fmt = _detect_json_format(entries, path)
+    ts = TestSet(path=path, format=fmt)
+    resolver = _PathResolver(path.parent)
+    checker = _ImageChecker()
+    build = _case_b if fmt == "B" else _case_c
+    for key, entry in entries:
+        output = _output_name(key)
+        if output is not None:
+            ts.output_names.append(output)
+        try:
+            if output is None:
+                raise CaseError(key, "key cannot be used as a video file name (no '/', '\\' or leading '.')")
+            case = build(key, entry, output, resolver, timeline_units, track)
+            for img in case.ref_images:
+                checker.check(img, key)
+            case.source = f"{path}#{key}"
+            ts.cases.append(case)
+        except CaseError as exc:
+            ts.errors.append(exc)
+    return ts
+
+
+def _output_name(key: str) -> str | None:
+    if not key.strip() or "/" in key or "\\" in key or key in (".", "..") or key.startswith("."):
+        return None
+    return f"{key}.mp4"
+
+
+def _need_dict(key: str, entry: Any) -> dict:
+    if not isinstance(entry, dict):
+        raise CaseError(key, f"entry must be a JSON object, not {type(entry).__name__}")
+    return entry
+
+
+def _text_field(key: str, entry: dict, names: tuple[str, ...]) -> str:
+    name = next((n for n in names if n in entry), None)
+    if name is None:
+        raise CaseError(key, f"missing {names[0]!r}")
+    value = entry[name]
+    if not isinstance(value, str):
+        raise CaseError(key, f"{name!r} must be text, not {type(value).__name__}")
+    if not value.strip():
+        raise CaseError(key, f"empty {name!r}")
+    return value.strip()
+
+
+def _path_list(key: str, entry: dict, names: tuple[str, ...]) -> list[str]:
+    name = next((n for n in names if n in entry), None)
+    if name is None:
+        raise CaseError(key, f"missing {names[0]!r}")
+    value = entry[name]
+    values = [value] if isinstance(value, str) else value
+    if (
+        not isinstance(values, list)
+        or not values
+        or not all(isinstance(v, str) and v.strip() for v in values)
+    ):
+        raise CaseError(key, f"{name!r} must be a path or a non-empty list of paths, not {value!r}")
+    return values
+
+
+def _case_b(
+    key: str, entry: Any, output: str, resolver: _PathResolver, timeline_units: str, track: int | None
+) -> Case:
+    entry = _need_dict(key, entry)
+    raw = _path_list(key, entry, _B_IMG_KEYS)
+    prompt = _text_field(key, entry, _B_TEXT_KEYS)
+    known = {*_B_IMG_KEYS, *_B_TEXT_KEYS}
+    return Case(
+        case_id=key,
+        track=track or 1,
+        ref_images=[resolver.resolve(r, key) for r in raw],
+        prompt=prompt,
+        output_name=output,
+        extra={k: v for k, v in entry.items() if k not in known},
+    )
+
+
+def _class_labels(key: str, entry: dict) -> list[str] | None:
+    name = next((n for n in _C_LABEL_KEYS if n in entry), None)
+    if name is None or entry[name] is None:
+        return None
+    value = entry[name]
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise CaseError(key, f"{name!r} must be a list of text labels, not {value!r}")
+    return values
+
+
+def _case_c(
+    key: str, entry: Any, output: str, resolver: _PathResolver, timeline_units: str, track: int | None
+) -> Case:
+    entry = _need_dict(key, entry)
+    raw = _path_list(key, entry, _C_IMG_KEYS)
+    prompt = _text_field(key, entry, _C_TEXT_KEYS)
+    labels = _class_labels(key, entry)
+    captions = entry.get("temporal_captions")
+    events, units = None, None
+    if captions is not None:
+        try:
+            events, units = events_from_captions(captions, timeline_units)
+        except TimelineError as exc:
+            raise CaseError(key, f"temporal_captions: {exc}") from None
+        events = events or None
+    known = {*_C_IMG_KEYS, *_C_TEXT_KEYS, *_C_LABEL_KEYS, "temporal_captions"}
+    return Case(
+        case_id=key,
+        track=track or 2,
+        ref_images=[resolver.resolve(r, key) for r in raw],
+        prompt=prompt,
+        output_name=output,
+        timeline=events,
+        timeline_units=units,
+        class_labels=labels,
+        extra={k: v for k, v in entry.items() if k not in known},
+    )
+
+
+# ------------------------------------------------------------------------------------------ image paths
+
+
+class _PathResolver:
+    """Finds a reference image named in a JSON file, tolerating paths written for another machine.
+
+    In order: the path as given (relative to the json's folder); with leading ``./``/``../`` stripped;
+    the longest tail of the path that exists under the json's folder; ``images/<basename>``; and a
+    unique file of that basename anywhere in the json's folder tree.
+    """
+
+    def __init__(self, base: Path):
+        self.base = base.resolve()
+        self._index: dict[str, list[Path]] | None = None
+
+    def candidates(self, raw: str) -> list[Path]:
+        """Every place ``raw`` may be, most literal first (without the folder-tree search)."""
+        text = raw.strip()
+        if text.startswith("file://"):
+            text = text[len("file://") :]
+        given = Path(text).expanduser()
+        out = [given if given.is_absolute() else self.base / given]
+        parts = [p for p in PurePosixPath(text.replace("\\", "/")).parts if p not in ("/", "")]
+        if parts and re.fullmatch(r"[A-Za-z]:", parts[0]):  # a Windows drive
+            parts = parts[1:]
+        stripped = parts
+        while stripped and stripped[0] in (".", ".."):
+            stripped = stripped[1:]
+        for k in range(len(stripped), 0, -1):
+            out.append(self.base.joinpath(*stripped[-k:]))
+        if stripped:
+            out.append(self.base / "images" / stripped[-1])
+        seen: set[Path] = set()
+        return [c for c in out if not (c in seen or seen.add(c))]
+
+    def resolve(self, raw: str, key: str) -> Path:
+        """The existing file ``raw`` refers to, or :class:`CaseError` naming the case and the path."""
+        cands = self.candidates(raw)
+        for c in cands:
+            if c.is_file():
+                return c.resolve()
+        name = PurePosixPath(raw.strip().replace("\\", "/")).name
+        matches = self._find_basename(name) if name else []
+        if len(matches) == 1:
+            return matches[0].resolve()
+        extra = (
+            f"; {len(matches)} files named {name!r} under {self.base}, ambiguous" if len(matches) > 1 else ""
+        )
+        raise CaseError(
+            key,
+            f"reference image not found: {raw!r} (looked at {cands[0]} and {len(cands) - 1} more places{extra})",
+        )
+
+    def _find_basename(self, name: str) -> list[Path]:
+        if self._index is None:
+            self._index = {}
+            visited = 0
+            for dirpath, dirnames, filenames in os.walk(self.base):
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+                for f in filenames:
+                    self._index.setdefault(f, []).append(Path(dirpath) / f)
+                visited += len(filenames)
+                if visited > _INDEX_LIMIT:
+                    break
+        return self._index.get(name, [])
+
+
+class _ImageChecker:
+    """Checks (once per file) that a reference image exists and is a readable image."""
+
+    def __init__(self) -> None:
+        self._seen: dict[Path, str | None] = {}
+
+    def check(self, path: Path, key: str) -> None:
+        if path not in self._seen:
+            self._seen[path] = _image_problem(path)
+        problem = self._seen[path]
+        if problem:
+            raise CaseError(key, problem)
+
+
+def _image_problem(path: Path) -> str | None:
+    """None if ``path`` is a readable image, else a one-line reason."""
+    if not path.is_file():
+        return f"reference image not found: {path}"
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        return f"reference image {path} is not a readable image ({type(exc).__name__}: {_first_line(exc)})"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+__all__ = ["ACCEPTED", "IMAGE_SUFFIXES", "TestSet", "load_cases", "load_testset"]

@@ -26,3 +26,14 @@ def test_is_temp_name():
     assert is_temp_name(".prompt1.tmp-abc123.mp4")
     assert not is_temp_name("prompt1.mp4")
     assert not is_temp_name(".DS_Store")
+
+
+def test_outputs_get_umask_permissions_not_0600(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        dest = atomic_write_text(tmp_path / "p.txt", "x")
+    finally:
+        os.umask(old)
+    assert dest.stat().st_mode & 0o777 == 0o644

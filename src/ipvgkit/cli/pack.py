@@ -1,0 +1,202 @@
+"""``ipvg pack``: validate a submission folder (or zip) and write the challenge zip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ipvgkit.cli.options import (
+    CasesOpt,
+    ConfigOpt,
+    JsonOpt,
+    OverwriteOpt,
+    QuietOpt,
+    SetOpt,
+    TimelineUnitsOpt,
+)
+
+EPILOG = """Examples:
+
+  ipvg pack outputs/run1 -o run1.zip                       # validate, then write + verify the zip
+
+  ipvg pack outputs/run1 -o run1.zip --cases testset/      # also require exactly the test set's videos
+
+  ipvg pack --check run1.zip --cases eval.json             # validate a zip or folder; write nothing
+
+  ipvg pack outputs/run1 -o run1.zip --fix-encoding outputs/run1_h264   # re-encode bad videos first
+
+  ipvg pack outputs/t1 -o facial_results.zip --layout flat --json
+
+Exit codes: 0 valid (zip written), 1 problems found (each listed on stderr; no zip written), 2 usage.
+See docs/pack.md for every check and its message.
+"""
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000
+    return f"{n:.2f} GB"
+
+
+def _fmt_spread(s: dict | None, digits: int = 2) -> str:
+    if not s:
+        return "-"
+    return " / ".join(f"{s[k]:.{digits}f}".rstrip("0").rstrip(".") for k in ("min", "median", "max"))
+
+
+def _print_summary(report) -> None:
+    from rich.table import Table
+
+    from ipvgkit.cli.ui import out
+
+    s = report.summary()
+    title = f"ipvg pack: {report.source}" + (f" -> {report.zip_path}" if report.zip_path else "")
+    table = Table(title=title, show_header=True)
+    table.add_column("", style="bold")
+    table.add_column("value (min / median / max)", overflow="fold")
+    count = str(s["videos"]) + (f" (test set expects {s['expected']})" if s["expected"] is not None else "")
+    table.add_row("videos", count)
+    table.add_row("layout", report.layout or "-")
+    table.add_row("total size", _fmt_bytes(s["total_bytes"]))
+    table.add_row("duration (s)", _fmt_spread(s["duration_s"]))
+    table.add_row("fps", _fmt_spread(s["fps"]))
+    table.add_row("frames", _fmt_spread(s["frames"], 0))
+    table.add_row("width", _fmt_spread(s["width"], 0))
+    table.add_row("height", _fmt_spread(s["height"], 0))
+    res = ", ".join(f"{k} x{v}" for k, v in list(s["resolutions"].items())[:4])
+    table.add_row("resolutions", res or "-")
+    table.add_row("codec / pix_fmt", f"{', '.join(s['codecs']) or '-'} / {', '.join(s['pix_fmts']) or '-'}")
+    out.print(table)
+
+
+def _print_messages(report) -> None:
+    from rich.markup import escape
+
+    from ipvgkit.cli.ui import err
+
+    if report.fix:
+        fx = report.fix
+        err.print(
+            f"fix-encoding: {len(fx['reencoded'])} re-encoded, {len(fx['linked'])} linked or copied, "
+            f"{len(fx['kept'])} kept from an earlier run, {len(fx['unfixable'])} copied unchanged",
+            highlight=False,
+        )
+        for line in fx["unfixable"]:
+            err.print(f"[dim]note:[/] could not re-encode {escape(line)}", highlight=False)
+    for line in report.notes:
+        err.print(f"[dim]note:[/] {escape(line)}", highlight=False)
+    for line in report.warnings:
+        err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
+
+
+def pack(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="SUBMISSION_DIR",
+            help="Submission folder to pack (with --check: a folder or an existing zip to validate).",
+        ),
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Zip to write, e.g. RUN.zip (not with --check).")
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Only validate SUBMISSION_DIR (a folder or a zip); write nothing.")
+    ] = False,
+    cases: CasesOpt = None,
+    layout: Annotated[
+        str | None,
+        typer.Option("--layout", help="auto (default), id-prompt (idNNN/promptK.mp4) or flat (N.mp4)."),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Make warnings (pix_fmt not yuv420p, odd dimensions) problems.")
+    ] = False,
+    fix_encoding: Annotated[
+        Path | None,
+        typer.Option(
+            "--fix-encoding",
+            metavar="DIR2",
+            help="Re-encode non-H.264/yuv420p videos into the NEW folder DIR2 (others hardlinked), then pack DIR2.",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Processes probing videos (default: one per CPU).")
+    ] = None,
+    overwrite: OverwriteOpt = False,
+    timeline_units: TimelineUnitsOpt = "auto",
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Validate a submission (MP4 + H.264, decodable, layout, expected videos) and write the zip."""
+    from ipvgkit.config import resolve
+    from ipvgkit.errors import UsageError
+    from ipvgkit.stages.pack import PackCheckFailed, PackConfig, check_submission, pack_submission
+
+    cli = {
+        "submission": path,
+        "output": output,
+        "cases": cases,
+        "layout": layout,
+        "timeline_units": None if timeline_units == "auto" else timeline_units,
+        "strict": strict or None,
+        "overwrite": overwrite or None,
+        "fix_encoding": fix_encoding,
+        "workers": workers,
+    }
+    cfg = resolve(PackConfig, config, cli, set_)
+    if check and (cfg.output is not None or cfg.fix_encoding is not None):
+        raise UsageError("--check only validates: drop -o/--fix-encoding (or drop --check to pack)")
+    if not check and cfg.output is None:
+        raise UsageError("give the zip to write with -o RUN.zip, or use --check to only validate")
+
+    from ipvgkit.cli.ui import progress as progress_bar
+
+    with progress_bar(enabled=not quiet) as bar:
+        tasks: dict[str, int] = {}
+
+        def on_progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        failure: PackCheckFailed | None = None
+        try:
+            if check:
+                report = check_submission(
+                    cfg.submission, cfg.cases, cfg.layout, cfg.strict, cfg.workers, cfg.timeline_units,
+                    cfg.limits(), on_progress,
+                )  # fmt: skip
+            else:
+                report = pack_submission(cfg, on_progress)
+        except PackCheckFailed as e:
+            report, failure = e.report, e
+    _print_messages(report)
+    if json_out:
+        from ipvgkit.cli.ui import print_json
+
+        print_json(report.to_dict())
+    elif report.ok:
+        _print_summary(report)
+    if failure is not None:
+        raise failure
+    if not report.ok:
+        raise PackCheckFailed(
+            f"{len(report.problems)} problem(s) in {report.source}; not a valid submission", report
+        )
+    if not json_out:
+        from ipvgkit.cli.ui import out
+
+        if check:
+            out.print(f"[green]ok:[/] {report.source} is a valid submission ({len(report.videos)} videos)")
+        else:
+            out.print(f"[green]ok:[/] wrote {report.zip_path} (config: {report.config_path})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pack", epilog=EPILOG)(pack)

@@ -1,0 +1,308 @@
+"""Per-file video checks behind ``ipvg pack``: MP4 box walk, in-process PyAV probe, first-frame decode.
+
+:func:`probe_item` runs inside worker processes (one call per video) and returns a picklable
+:class:`VideoFacts`. A file is read either from disk or straight out of a zip entry (a seekable file
+object; nothing is extracted).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zipfile
+from dataclasses import asdict, dataclass
+from typing import BinaryIO
+
+# Magic numbers of formats that people save as ".mp4" by mistake.
+_MAGIC = [
+    (b"\x1a\x45\xdf\xa3", "a Matroska/WebM file"),
+    (b"RIFF", "a RIFF (AVI/WAV) file"),
+    (b"FLV", "an FLV file"),
+    (b"GIF8", "a GIF image"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"PK\x03\x04", "a zip archive"),
+    (b"\x00\x00\x01\xba", "an MPEG program stream"),
+]
+
+
+@dataclass
+class VideoFacts:
+    """What the checks learned about one video; ``error`` is set when the file is not a usable MP4."""
+
+    name: str  # path relative to the submission folder (posix)
+    size_bytes: int = 0
+    brand: str | None = None  # ftyp major brand, e.g. "isom"
+    container: str | None = None  # PyAV demuxer name
+    codec: str | None = None
+    pix_fmt: str | None = None
+    width: int = 0
+    height: int = 0
+    fps: float = 0.0
+    n_frames: int = 0
+    duration: float = 0.0
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _describe_magic(head: bytes) -> str:
+    if not head:
+        return "no data"
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            return what
+    return "unknown data"
+
+
+def scan_boxes(fh: BinaryIO, file_size: int) -> tuple[list[str], str | None, str | None]:
+    """Walk the top-level MP4 boxes. Returns ``(box types, major brand, error)``.
+
+    ``error`` says why the file is not a complete MP4: no ``ftyp`` header, a box that runs past the
+    end of the file (a truncated download or copy), garbage between boxes, or no ``moov`` box.
+    """
+    fh.seek(0)
+    head = fh.read(12)
+    if len(head) < 8 or head[4:8] != b"ftyp":
+        return [], None, f"not an MP4 file ({_describe_magic(head)}; no 'ftyp' header)"
+    brand = head[8:12].decode("latin-1") if len(head) >= 12 else None
+    types: list[str] = []
+    off = 0
+    while off < file_size:
+        fh.seek(off)
+        hdr = fh.read(8)
+        if len(hdr) < 8:
+            return types, brand, f"truncated (incomplete box header at byte {off} of {file_size})"
+        size, raw = struct.unpack(">I4s", hdr)
+        typ = raw.decode("latin-1")
+        hdr_len = 8
+        if size == 1:
+            ext = fh.read(8)
+            if len(ext) < 8:
+                return types, brand, f"truncated (incomplete box header at byte {off} of {file_size})"
+            size = struct.unpack(">Q", ext)[0]
+            hdr_len = 16
+        elif size == 0:  # box runs to the end of the file
+            size = file_size - off
+        if not typ.isprintable() or size < hdr_len:
+            return types, brand, f"corrupt MP4 (garbage at byte {off} of {file_size})"
+        if off + size > file_size:
+            return (
+                types + [typ],
+                brand,
+                f"truncated (box '{typ}' ends at byte {off + size}, the file has {file_size} bytes)",
+            )
+        types.append(typ)
+        off += size
+    if "moov" not in types:
+        return types, brand, "no 'moov' box (an unfinished or truncated recording)"
+    return types, brand, None
+
+
+def _short(e: BaseException) -> str:
+    s = str(e).strip().splitlines()
+    return s[0] if s else type(e).__name__
+
+
+def _first_frame(container, vs, quick: bool):
+    """Decode the first frame. ``quick``: one packet, then a flush (no waiting for the B-frame reorder
+    delay); otherwise decode packets until a frame comes out (streams that start without a keyframe)."""
+    cc = vs.codec_context
+    cc.thread_type = "NONE"  # one worker process per core already
+    if not quick:
+        return next(iter(container.decode(vs)), None)
+    for packet in container.demux(vs):
+        if not packet.size:
+            continue
+        frames = cc.decode(packet) or cc.decode(None)
+        return frames[0] if frames else None
+    return None
+
+
+def _index_end(vs) -> int:
+    """Byte offset where the last sample of the stream ends, from the demuxer's index (0 if unknown)."""
+    entries = getattr(vs, "index_entries", None)
+    if entries is None:
+        return 0
+    end = 0
+    for i in range(len(entries)):
+        e = entries[i]
+        end = max(end, e.pos + e.size)
+    return end
+
+
+def _open(fh: BinaryIO, fast: bool):
+    import av
+
+    fh.seek(0)
+    # skip_frame=all stops avformat_find_stream_info from decoding frames just to learn the pix_fmt
+    # (the stream's codec context, used below, does not inherit it): the first frame is decoded once.
+    return av.open(fh, mode="r", options={"skip_frame": "all"} if fast else None)
+
+
+def probe_stream(fh: BinaryIO, facts: VideoFacts, decode: bool = True) -> VideoFacts:
+    """Fill ``facts`` from an open seekable file: box walk, stream facts, decode the first frame
+    (unless ``decode`` is False)."""
+    _, facts.brand, err = scan_boxes(fh, facts.size_bytes)
+    if err:
+        facts.error = err
+        return facts
+    for fast in (True, False):  # on failure, retry the slow and thorough way
+        try:
+            container = _open(fh, fast)
+        except Exception as e:  # noqa: BLE001 - PyAV raises many types for unreadable input
+            facts.error = f"not a readable MP4 ({_short(e)})"
+            return facts
+        try:
+            _read_stream(container, facts, quick=fast, decode=decode)
+        except Exception as e:  # noqa: BLE001 - a damaged stream must become a problem line, not a crash
+            facts.error = f"unreadable video ({_short(e)})"
+        finally:
+            container.close()
+        if facts.error is None or facts.codec is None:
+            break
+    return facts
+
+
+def _read_stream(container, facts: VideoFacts, quick: bool, decode: bool) -> None:
+    facts.error = None
+    facts.container = container.format.name
+    vs = next((s for s in container.streams if s.type == "video"), None)
+    if vs is None:
+        facts.error = "no video stream"
+        return
+    cc = vs.codec_context
+    facts.codec = cc.name
+    facts.pix_fmt = cc.pix_fmt
+    facts.width, facts.height = int(cc.width or 0), int(cc.height or 0)
+    rate = vs.average_rate or vs.guessed_rate or vs.base_rate
+    facts.fps = float(rate) if rate else 0.0
+    facts.n_frames = int(vs.frames or 0)
+    if vs.duration is not None and vs.time_base is not None:
+        facts.duration = float(vs.duration * vs.time_base)
+    elif container.duration:
+        facts.duration = container.duration / 1_000_000
+    if facts.n_frames == 0 and facts.fps and facts.duration:
+        facts.n_frames = int(round(facts.duration * facts.fps))
+    end = _index_end(vs)
+    if end > facts.size_bytes:
+        facts.error = f"truncated (the video data runs to byte {end}, the file has {facts.size_bytes} bytes)"
+        return
+    if not decode:
+        return
+    try:
+        first = _first_frame(container, vs, quick)
+    except Exception as e:  # noqa: BLE001
+        facts.error = f"cannot decode the first frame ({_short(e)})"
+        return
+    if first is None:
+        facts.error = "no decodable frame"
+        return
+    facts.pix_fmt = first.format.name
+    facts.width, facts.height = int(first.width), int(first.height)
+
+
+class _StoredEntry(io.RawIOBase):
+    """A seekable read-only view of a stored (uncompressed) zip entry's bytes inside the zip file.
+
+    ``ZipFile.open`` would also work, but on Python 3.11 every backward seek re-reads the entry from
+    its start; PyAV and the box walk seek a lot.
+    """
+
+    def __init__(self, fh: BinaryIO, start: int, size: int):
+        super().__init__()
+        self._fh, self._start, self._size, self._pos = fh, start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buf) -> int:
+        n = max(0, min(len(buf), self._size - self._pos))
+        if n == 0:
+            return 0
+        self._fh.seek(self._start + self._pos)
+        got = self._fh.readinto(memoryview(buf)[:n])
+        self._pos += got
+        return got
+
+
+def _open_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> BinaryIO:
+    """A seekable file object for one entry: a direct view when stored, else ``ZipFile.open``."""
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+        return zf.open(info)
+    raw = _RAW.get(zf.filename)
+    if raw is None:
+        raw = _RAW[zf.filename] = open(zf.filename, "rb")  # noqa: SIM115 - cached per process
+    raw.seek(info.header_offset)
+    header = raw.read(30)
+    if len(header) < 30 or header[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"bad local header for {info.filename!r}")
+    name_len, extra_len = struct.unpack("<HH", header[26:30])
+    start = info.header_offset + 30 + name_len + extra_len
+    return io.BufferedReader(_StoredEntry(raw, start, info.file_size), buffer_size=64 * 1024)
+
+
+_ZIPS: dict[str, zipfile.ZipFile] = {}
+_RAW: dict[str, BinaryIO] = {}
+
+
+def _zip(path: str) -> zipfile.ZipFile:
+    """One open ZipFile per zip and process (workers probe many entries of the same zip)."""
+    zf = _ZIPS.get(path)
+    if zf is None:
+        zf = _ZIPS[path] = zipfile.ZipFile(path)
+    return zf
+
+
+def close_zips() -> None:
+    """Close the zips this process keeps open (called after probing in-process)."""
+    while _ZIPS:
+        _, zf = _ZIPS.popitem()
+        zf.close()
+    while _RAW:
+        _, fh = _RAW.popitem()
+        fh.close()
+
+
+def probe_item(item: tuple) -> VideoFacts:
+    """Check one video. ``item`` is ``(name, path, zip_entry[, decode])``: a file on disk when
+    ``zip_entry`` is None, else the entry ``zip_entry`` of the zip at ``path``. ``decode`` (default
+    True) decodes the first frame; without it ``pix_fmt`` stays unknown."""
+    name, path, entry = item[:3]
+    decode = bool(item[3]) if len(item) > 3 else True
+    facts = VideoFacts(name=name)
+    try:
+        if entry is None:
+            facts.size_bytes = os.stat(path).st_size
+            if facts.size_bytes == 0:
+                facts.error = "empty file (0 bytes)"
+                return facts
+            with open(path, "rb") as fh:
+                return probe_stream(fh, facts, decode)
+        zf = _zip(path)
+        info = zf.getinfo(entry)
+        facts.size_bytes = info.file_size
+        if facts.size_bytes == 0:
+            facts.error = "empty file (0 bytes)"
+            return facts
+        with _open_entry(zf, info) as fh:
+            return probe_stream(fh, facts, decode)
+    except OSError as e:
+        facts.error = f"cannot read ({e.strerror or _short(e)})"
+        return facts
+    except zipfile.BadZipFile as e:
+        facts.error = f"damaged zip entry ({_short(e)})"
+        return facts

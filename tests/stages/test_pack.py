@@ -1,0 +1,511 @@
+"""``ipvgkit.stages.pack`` on real files: every defect class made with ffmpeg/PyAV, real zips."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from ipvgkit.errors import UsageError
+from ipvgkit.media import encode_video, ffmpeg_exe, probe_video
+from ipvgkit.stages.pack import (
+    PackCheckFailed,
+    PackConfig,
+    check_submission,
+    fix_encoding,
+    pack_submission,
+    probe_items,
+)
+from ipvgkit.stages.pack_zip import ZipLimits
+from tests.conftest import moving_frames
+
+
+def _ff(out: Path, *args: str, size: str = "48x32") -> Path:
+    """Encode 6 frames of ffmpeg's test pattern with the given output arguments."""
+    cmd = [ffmpeg_exe(), "-loglevel", "error", "-nostdin", "-y", "-f", "lavfi"]
+    cmd += ["-i", f"testsrc=size={size}:rate=8", "-frames:v", "6", *args, str(out)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def src(tmp_path_factory) -> dict[str, Path]:
+    """One file of each kind, made once per module."""
+    d = tmp_path_factory.mktemp("pack_sources")
+    good = encode_video(moving_frames(t=6), d / "good.mp4", fps=8)
+    x264 = ["-c:v", "libx264", "-preset", "ultrafast"]
+    return {
+        "good": good,
+        "vp9": _ff(d / "vp9.mp4", "-c:v", "libvpx-vp9", "-b:v", "100k", "-f", "mp4"),
+        "mpeg4": _ff(d / "mpeg4.mp4", "-c:v", "mpeg4", "-f", "mp4"),
+        "odd": _ff(d / "odd.mp4", *x264, "-pix_fmt", "yuv444p", "-f", "mp4", size="33x31"),
+        "yuv444": _ff(d / "yuv444.mp4", *x264, "-pix_fmt", "yuv444p", "-f", "mp4"),
+        "mkv": _ff(d / "mkv.mp4", *x264, "-pix_fmt", "yuv420p", "-f", "matroska"),
+        "mov": _ff(d / "mov.mp4", *x264, "-pix_fmt", "yuv420p", "-f", "mov"),
+        "late_moov": _ff(d / "late.mp4", *x264, "-pix_fmt", "yuv420p", "-f", "mp4"),
+    }
+
+
+def _sub(root: Path, files: dict[str, Path | bytes]) -> Path:
+    """A submission folder: ``{relative name: source file or raw bytes}``."""
+    root.mkdir(parents=True, exist_ok=True)
+    for rel, what in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(what, bytes):
+            p.write_bytes(what)
+        else:
+            shutil.copyfile(what, p)
+    return root
+
+
+def _grid(good: Path, ids: int = 2, prompts: int = 2) -> dict[str, Path | bytes]:
+    return {f"id{i:03d}/prompt{k}.mp4": good for i in range(1, ids + 1) for k in range(1, prompts + 1)}
+
+
+def _sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------ folders
+
+
+def test_valid_id_prompt_submission(tmp_path, src):
+    sub = _sub(tmp_path / "sub", _grid(src["good"]))
+    r = check_submission(sub)
+    assert r.ok, r.problems
+    assert r.layout == "id-prompt" and r.kind == "folder"
+    assert [v.name for v in r.videos] == sorted(_grid(src["good"]))
+    s = r.summary()
+    assert s["videos"] == 4 and s["resolutions"] == {"48x32": 4}
+    assert s["fps"] == {"min": 8.0, "median": 8.0, "max": 8.0}
+    assert s["frames"]["max"] == 6 and s["total_bytes"] == 4 * src["good"].stat().st_size
+    assert r.warnings == [] and r.notes == []
+
+
+def test_flat_layout_is_detected(tmp_path, src):
+    sub = _sub(tmp_path / "sub", {f"{i}.mp4": src["good"] for i in (1, 2, 3)})
+    r = check_submission(sub)
+    assert r.ok and r.layout == "flat"
+
+
+def test_layout_conformity(tmp_path, src):
+    files = _grid(src["good"]) | {"7.mp4": src["good"], "id003/clip.mp4": src["good"]}
+    r = check_submission(_sub(tmp_path / "sub", files))
+    assert r.problems == [
+        "7.mp4: name does not match the id-prompt layout (idNNN/promptK.mp4)",
+        "id003/clip.mp4: name does not match the id-prompt layout (idNNN/promptK.mp4)",
+    ]
+    forced = check_submission(tmp_path / "sub", layout="flat")
+    assert "id001/prompt1.mp4: name does not match the flat layout (N.mp4)" in forced.problems
+    assert not any(p.startswith("7.mp4") for p in forced.problems)
+
+
+def test_gap_warning_without_cases(tmp_path, src):
+    r = check_submission(_sub(tmp_path / "sub", {f"{i}.mp4": src["good"] for i in (1, 2, 4)}))
+    assert r.ok
+    assert r.warnings == ["numbering has gaps (3.mp4 absent); pass --cases to check against the test set"]
+
+
+def test_prompt_count_warning_without_cases(tmp_path, src):
+    files = _grid(src["good"], 3, 2)
+    del files["id002/prompt2.mp4"]
+    r = check_submission(_sub(tmp_path / "sub", files))
+    assert r.ok
+    assert r.warnings == ["id002/: 1 video(s), most ids have 2; pass --cases to check against the test set"]
+
+
+def test_missing_and_unexpected_with_cases(tmp_path, src):
+    files = _grid(src["good"])
+    del files["id002/prompt2.mp4"]
+    files["id003/prompt1.mp4"] = src["good"]
+    r = check_submission(_sub(tmp_path / "sub", files), cases=list(_grid(src["good"])))
+    assert r.problems == [
+        "id002/prompt2.mp4: missing",
+        "id003/prompt1.mp4: unexpected video (not in the test set)",
+    ]
+    assert r.expected == 4
+
+
+def test_unexpected_name_hints_the_expected_one(tmp_path, src):
+    sub = _sub(tmp_path / "sub", {"01.mp4": src["good"], "2.mp4": src["good"]})
+    r = check_submission(sub, cases=["1.mp4", "2.mp4"])
+    assert r.problems == [
+        "01.mp4: unexpected video (not in the test set; named 1.mp4 in the test set?)",
+        "1.mp4: missing",
+    ]
+
+
+def test_cases_from_a_real_testset_folder(tmp_path, src, tom_hanks):
+    ts = tmp_path / "testset"
+    for i in (1, 2, 3):
+        (ts / f"id00{i}").mkdir(parents=True)
+        shutil.copyfile(tom_hanks, ts / f"id00{i}" / "ref.jpg")
+        (ts / f"id00{i}" / "prompt1.txt").write_text("a person walks in" if i < 3 else "")
+    sub = _sub(tmp_path / "sub", {"id001/prompt1.mp4": src["good"]})
+    r = check_submission(sub, cases=ts)
+    # id003's case is malformed (empty prompt) but the organisers still expect its video
+    assert r.problems == ["id002/prompt1.mp4: missing", "id003/prompt1.mp4: missing"]
+    with pytest.raises(UsageError, match="does not match the test set"):
+        check_submission(sub, cases=ts, layout="flat")
+
+
+def test_codec_problems(tmp_path, src):
+    sub = _sub(tmp_path / "sub", {"1.mp4": src["good"], "2.mp4": src["vp9"], "3.mp4": src["mpeg4"]})
+    r = check_submission(sub)
+    assert r.problems == [
+        "2.mp4: codec vp9, must be h264 (use --fix-encoding)",
+        "3.mp4: codec mpeg4, must be h264 (use --fix-encoding)",
+    ]
+
+
+def test_broken_files(tmp_path, src):
+    whole = src["good"].read_bytes()
+    late = src["late_moov"].read_bytes()
+    # an 'mdat' box of size 0 ("runs to the end of the file") hides truncation from the box walk;
+    # the sample index still knows where the data should end
+    open_ended = bytearray(whole)
+    at = open_ended.find(b"mdat") - 4
+    open_ended[at : at + 4] = b"\0\0\0\0"
+    files = {
+        "1.mp4": src["good"],
+        "2.mp4": b"",
+        "3.mp4": whole[: len(whole) // 2],
+        "4.mp4": late[: len(late) // 2],
+        "5.mp4": os.urandom(5000),
+        "6.mp4": src["mkv"],
+        "7.mp4": src["mov"],
+        "8.mp4": bytes(open_ended[: len(whole) * 2 // 3]),
+    }
+    r = check_submission(_sub(tmp_path / "sub", files))
+    by_file = {p.split(": ", 1)[0]: p.split(": ", 1)[1] for p in r.problems}
+    assert sorted(by_file) == ["2.mp4", "3.mp4", "4.mp4", "5.mp4", "6.mp4", "7.mp4", "8.mp4"]
+    assert by_file["2.mp4"] == "empty file (0 bytes)"
+    assert by_file["3.mp4"].startswith("truncated (box 'mdat' ends at byte ")
+    assert by_file["4.mp4"].startswith("truncated (box 'mdat' ends at byte ")
+    assert by_file["5.mp4"] == "not an MP4 file (unknown data; no 'ftyp' header)"
+    assert by_file["6.mp4"] == "not an MP4 file (a Matroska/WebM file; no 'ftyp' header)"
+    assert by_file["7.mp4"].startswith("QuickTime .mov file")
+    assert (
+        by_file["8.mp4"]
+        == f"truncated (the video data runs to byte {len(whole)}, the file has {len(whole) * 2 // 3} bytes)"
+    )
+
+
+def test_pix_fmt_and_odd_dimensions_warn_unless_strict(tmp_path, src):
+    sub = _sub(tmp_path / "sub", {"1.mp4": src["yuv444"], "2.mp4": src["odd"]})
+    r = check_submission(sub)
+    assert r.ok
+    assert r.warnings == [
+        "1.mp4: pix_fmt yuv444p, yuv420p recommended (many players cannot play it; use --fix-encoding)",
+        "2.mp4: pix_fmt yuv444p, yuv420p recommended (many players cannot play it; use --fix-encoding)",
+        "2.mp4: odd dimensions 33x31 (many players reject them; use --fix-encoding)",
+    ]
+    strict = check_submission(sub, strict=True)
+    assert strict.problems == r.warnings and strict.warnings == []
+
+
+def test_stray_os_files_are_notes_other_files_are_problems(tmp_path, src):
+    files = _grid(src["good"], 1, 1) | {
+        ".DS_Store": b"\x00\x00\x00\x01Bud1",
+        "id001/._prompt1.mp4": b"\x00\x05\x16\x07",
+        "Thumbs.db": b"x",
+        "__MACOSX/id001/._prompt1.mp4": b"x",
+        "notes.txt": b"hello",
+        "id001/prompt2.mov": src["good"],
+        "id001/.prompt3.tmp-abc123.mp4": src["good"],
+    }
+    r = check_submission(_sub(tmp_path / "sub", files))
+    assert r.problems == [
+        "id001/.prompt3.tmp-abc123.mp4: unexpected file (a temporary or partial file)",
+        "id001/prompt2.mov: unexpected file (only .mp4 videos belong in a submission)",
+        "notes.txt: unexpected file (only .mp4 videos belong in a submission)",
+    ]
+    assert sorted(r.notes) == [
+        ".DS_Store: OS metadata file, left out of the zip",
+        "Thumbs.db: OS metadata file, left out of the zip",
+        "__MACOSX/: OS metadata folder, left out of the zip",
+        "id001/._prompt1.mp4: OS metadata file, left out of the zip",
+    ]
+
+
+def test_generate_bookkeeping_files_are_left_out(tmp_path, src):
+    files = {"1.mp4": src["good"], "generate.yaml": b"model: x\n", "generation.jsonl": b"{}\n"}
+    files["generation.rank1.jsonl"] = b"{}\n"
+    sub = _sub(tmp_path / "sub", files)
+    r = pack_submission(PackConfig(submission=sub, output=tmp_path / "r.zip"))
+    assert r.ok and len(r.notes) == 3
+    assert "generate.yaml: ipvg generate's bookkeeping file, left out of the zip" in r.notes
+    assert [n for n in zipfile.ZipFile(tmp_path / "r.zip").namelist() if not n.endswith("/")] == [
+        "submission/1.mp4"
+    ]
+    z = _zip(
+        tmp_path / "z.zip",
+        [("submission/1.mp4", src["good"].read_bytes()), ("submission/generate.yaml", b"")],
+    )
+    assert check_submission(z).problems == [
+        "generate.yaml: ipvg generate's bookkeeping file in the zip (remove it)"
+    ]
+
+
+def test_symlinks_in_folder_are_problems(tmp_path, src):
+    sub = _sub(tmp_path / "sub", {"1.mp4": src["good"]})
+    (sub / "2.mp4").symlink_to(src["good"])
+    (tmp_path / "elsewhere").mkdir()
+    (sub / "id001").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    r = check_submission(sub)
+    assert r.problems == [
+        "2.mp4: symbolic link (not allowed: put the real file there)",
+        "id001/: symbolic link (not allowed: put the real folder there)",
+    ]
+
+
+def test_empty_folder_and_missing_path(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert check_submission(tmp_path / "empty").problems == ["no videos found"]
+    from ipvgkit.errors import InputError
+
+    with pytest.raises(InputError, match="no such file or folder"):
+        check_submission(tmp_path / "nope")
+
+
+def test_process_pool_matches_in_process(tmp_path, src):
+    sub = _sub(tmp_path / "sub", {f"{i}.mp4": src["vp9" if i == 5 else "good"] for i in range(1, 21)})
+    items = [(p.name, str(p), None) for p in sorted(sub.iterdir())]
+    pooled = probe_items(items, workers=2)
+    serial = probe_items(items, workers=1)
+    assert [f.to_dict() for f in pooled] == [f.to_dict() for f in serial]
+    assert [f.codec for f in pooled].count("vp9") == 1
+
+
+# --------------------------------------------------------------------------------------------- pack
+
+
+def test_pack_writes_verified_stored_zip(tmp_path, src):
+    files = _grid(src["good"]) | {".DS_Store": b"junk"}
+    sub = _sub(tmp_path / "sub", files)
+    out = tmp_path / "out" / "RUN.zip"
+    r = pack_submission(PackConfig(submission=sub, output=out))
+    assert r.ok and r.zip_path == str(out)
+    with zipfile.ZipFile(out) as zf:
+        infos = zf.infolist()
+        files_in = sorted(i.filename for i in infos if not i.is_dir())
+        assert zf.testzip() is None
+    assert files_in == sorted(f"submission/{n}" for n in _grid(src["good"]))
+    assert all(i.filename.startswith("submission/") for i in infos)
+    assert all(i.compress_type == zipfile.ZIP_STORED for i in infos)
+    assert sorted(os.listdir(out.parent)) == ["RUN.pack.yaml", "RUN.zip"]  # no temp file left
+    assert "submission:" in (out.parent / "RUN.pack.yaml").read_text()
+    again = check_submission(out)
+    assert again.ok and again.kind == "zip" and len(again.videos) == 4
+    assert again.summary()["resolutions"] == r.summary()["resolutions"]
+
+
+def test_pack_verifies_odd_sized_and_yuv444_videos(tmp_path, src):
+    # the verify step reads sizes without decoding: they must agree with the decoded ones
+    sub = _sub(tmp_path / "sub", {"1.mp4": src["odd"], "2.mp4": src["yuv444"], "3.mp4": src["late_moov"]})
+    r = pack_submission(PackConfig(submission=sub, output=tmp_path / "r.zip"))
+    assert r.ok and len(r.warnings) == 3
+    assert [(v.width, v.height) for v in check_submission(tmp_path / "r.zip").videos] == [
+        (33, 31),
+        (48, 32),
+        (48, 32),
+    ]
+
+
+def test_pack_refuses_to_overwrite(tmp_path, src):
+    sub = _sub(tmp_path / "sub", {"1.mp4": src["good"]})
+    out = tmp_path / "RUN.zip"
+    out.write_bytes(b"old")
+    with pytest.raises(UsageError, match="exists; pass --overwrite"):
+        pack_submission(PackConfig(submission=sub, output=out))
+    assert out.read_bytes() == b"old"
+    pack_submission(PackConfig(submission=sub, output=out, overwrite=True))
+    assert zipfile.is_zipfile(out)
+
+
+def test_pack_with_problems_writes_nothing(tmp_path, src):
+    sub = _sub(tmp_path / "sub", {"1.mp4": src["good"], "2.mp4": src["vp9"]})
+    out = tmp_path / "out" / "RUN.zip"
+    with pytest.raises(PackCheckFailed) as ei:
+        pack_submission(PackConfig(submission=sub, output=out))
+    assert ei.value.problems == ["2.mp4: codec vp9, must be h264 (use --fix-encoding)"]
+    assert ei.value.report.videos[0].name == "1.mp4"
+    assert not out.exists() and not (tmp_path / "out" / "RUN.pack.yaml").exists()
+
+
+def test_pack_usage_errors(tmp_path, src):
+    sub = _sub(tmp_path / "sub", {"1.mp4": src["good"]})
+    with pytest.raises(UsageError, match="inside the submission"):
+        pack_submission(PackConfig(submission=sub, output=sub / "RUN.zip"))
+    with pytest.raises(UsageError, match="must end in .zip"):
+        pack_submission(PackConfig(submission=sub, output=tmp_path / "RUN.tar"))
+    with pytest.raises(UsageError, match="needs an output zip"):
+        pack_submission(PackConfig(submission=sub))
+
+
+# ---------------------------------------------------------------------------------------- zips
+
+
+def _zip(path: Path, entries: list[tuple[zipfile.ZipInfo | str, bytes]], deflate: bool = False) -> Path:
+    comp = zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
+    with zipfile.ZipFile(path, "w", compression=comp) as zf:
+        for info, data in entries:
+            zf.writestr(info, data)
+    return path
+
+
+def test_zip_check_reports_relative_paths(tmp_path, src):
+    z = _zip(
+        tmp_path / "r.zip",
+        [
+            ("submission/id001/prompt1.mp4", src["good"].read_bytes()),
+            ("submission/id001/prompt2.mp4", src["vp9"].read_bytes()),
+            ("submission/id001/.DS_Store", b"x"),
+            ("README.txt", b"hi"),
+        ],
+    )
+    r = check_submission(z, cases=["id001/prompt1.mp4", "id001/prompt2.mp4", "id001/prompt3.mp4"])
+    assert r.problems == [
+        "zip entry 'README.txt': not inside the top folder submission/",
+        "id001/.DS_Store: OS metadata file in the zip (remove it)",
+        "id001/prompt2.mp4: codec vp9, must be h264 (use --fix-encoding)",
+        "id001/prompt3.mp4: missing",
+    ]
+
+
+def test_zip_without_top_folder_is_one_problem(tmp_path, src):
+    good = src["good"].read_bytes()
+    z = _zip(tmp_path / "flat.zip", [(f"{i}.mp4", good) for i in (1, 2, 3)])
+    assert check_submission(z).problems == [
+        "flat.zip: no top folder submission/ (every file must be under submission/; found '1.mp4' and 2 more)"
+    ]
+
+
+def test_zip_slip_is_refused(tmp_path, src):
+    good = src["good"].read_bytes()
+    z = _zip(tmp_path / "slip.zip", [("submission/1.mp4", good), ("submission/../../evil.mp4", good)])
+    r = check_submission(z)
+    assert r.problems == [
+        "zip entry 'submission/../../evil.mp4': path escapes the zip's folder ('..', zip slip), refused"
+    ]
+    assert r.videos == []  # refused: nothing probed
+    z2 = _zip(tmp_path / "abs.zip", [("/etc/evil.mp4", good)])
+    assert check_submission(z2).problems == ["zip entry '/etc/evil.mp4': absolute path (zip slip), refused"]
+    assert not (tmp_path / "evil.mp4").exists()
+
+
+def test_symlink_entry_is_refused(tmp_path):
+    info = zipfile.ZipInfo("submission/1.mp4")
+    info.create_system = 3
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    z = _zip(tmp_path / "link.zip", [(info, b"/etc/passwd")])
+    assert check_submission(z).problems == ["zip entry 'submission/1.mp4': symbolic link, refused"]
+
+
+def test_zip_bomb_and_entry_limits(tmp_path, src):
+    z = _zip(tmp_path / "bomb.zip", [("submission/1.mp4", b"\0" * (8 << 20))], deflate=True)
+    (problem,) = check_submission(z).problems
+    assert problem.startswith("zip entry 'submission/1.mp4': compression ratio ")
+    assert problem.endswith("exceeds 100:1 (zip bomb?), refused")
+    many = _zip(tmp_path / "many.zip", [(f"submission/{i}.mp4", b"") for i in range(1, 31)])
+    r = check_submission(many, limits=ZipLimits(max_entries=20))
+    assert r.problems == ["many.zip: 30 entries, more than the limit 20, refused"]
+    big = _zip(tmp_path / "big.zip", [("submission/1.mp4", src["good"].read_bytes())])
+    r = check_submission(big, limits=ZipLimits(max_total_bytes=100))
+    assert r.problems[0].startswith("big.zip: 0.0 GiB uncompressed, more than the limit")
+
+
+def test_deflated_zip_entries_are_probed_too(tmp_path, src):
+    z = _zip(tmp_path / "d.zip", [("submission/1.mp4", src["good"].read_bytes())], deflate=True)
+    r = check_submission(z)
+    assert r.ok and r.videos[0].codec == "h264" and r.videos[0].n_frames == 6
+
+
+def test_damaged_zip_entry_fails_crc(tmp_path, src):
+    z = _zip(tmp_path / "d.zip", [("submission/1.mp4", src["good"].read_bytes())])
+    data = bytearray(z.read_bytes())
+    at = data.find(b"mdat") + 200  # inside the stored video data, past the first frame's start
+    data[at] ^= 0xFF
+    z.write_bytes(bytes(data))
+    assert "zip entry 'submission/1.mp4': CRC mismatch (the zip is damaged)" in check_submission(z).problems
+
+
+def test_not_a_zip(tmp_path):
+    bad = tmp_path / "x.zip"
+    bad.write_bytes(b"nope")
+    assert check_submission(bad).problems == ["x.zip: not a valid zip file (File is not a zip file)"]
+
+
+# ------------------------------------------------------------------------------------ fix encoding
+
+
+def test_fix_encoding_into_new_folder(tmp_path, src):
+    files = {
+        "id001/prompt1.mp4": src["good"],
+        "id001/prompt2.mp4": src["vp9"],
+        "id001/prompt3.mp4": src["odd"],
+    }
+    files[".DS_Store"] = b"x"
+    sub = _sub(tmp_path / "sub", files)
+    before = {p: _sha(p) for p in sub.rglob("*") if p.is_file()}
+    dst = tmp_path / "fixed"
+    rep = fix_encoding(sub, dst, preset="ultrafast")
+    assert rep.reencoded == ["id001/prompt2.mp4", "id001/prompt3.mp4"]
+    assert rep.linked == ["id001/prompt1.mp4"]
+    assert {p: _sha(p) for p in sub.rglob("*") if p.is_file()} == before  # original untouched
+    assert not (dst / ".DS_Store").exists()
+    vp9 = probe_video(dst / "id001/prompt2.mp4", decode_check=True, count_frames=True)
+    assert (vp9.codec, vp9.pix_fmt, vp9.fps, vp9.n_frames) == ("h264", "yuv420p", 8.0, 6)
+    odd = probe_video(dst / "id001/prompt3.mp4")
+    assert (odd.width, odd.height, odd.pix_fmt) == (34, 32, "yuv420p")
+    assert _sha(dst / "id001/prompt1.mp4") == _sha(src["good"])
+    r = check_submission(dst)
+    assert r.ok and r.warnings == []
+    again = fix_encoding(sub, dst)  # resume: everything is already there
+    assert again.kept == ["id001/prompt1.mp4", "id001/prompt2.mp4", "id001/prompt3.mp4"]
+    assert again.reencoded == [] and again.linked == [] and again.problems == []
+    # a source replaced since the last run is redone; a video whose source is gone is a problem
+    shutil.copyfile(src["mpeg4"], sub / "id001/prompt2.mp4")
+    later = (dst / "id001/prompt2.mp4").stat().st_mtime + 5
+    os.utime(sub / "id001/prompt2.mp4", (later, later))
+    (sub / "id001/prompt3.mp4").unlink()
+    third = fix_encoding(sub, dst, preset="ultrafast")
+    assert third.reencoded == ["id001/prompt2.mp4"] and third.kept == ["id001/prompt1.mp4"]
+    assert third.problems == [
+        f"id001/prompt3.mp4: in {dst} but no longer in the submission folder (delete it, or use a new DIR2)"
+    ]
+
+
+def test_fix_encoding_refuses_unsafe_destinations(tmp_path, src):
+    sub = _sub(tmp_path / "sub", {"1.mp4": src["good"]})
+    with pytest.raises(UsageError, match="outside the submission folder"):
+        fix_encoding(sub, sub)
+    with pytest.raises(UsageError, match="outside the submission folder"):
+        fix_encoding(sub, sub / "fixed")
+    with pytest.raises(UsageError, match="must not contain the submission folder"):
+        fix_encoding(sub, tmp_path)
+
+
+def test_pack_with_fix_encoding_keeps_broken_files_as_problems(tmp_path, src):
+    whole = src["good"].read_bytes()
+    sub = _sub(tmp_path / "sub", {"1.mp4": src["vp9"], "2.mp4": whole[: len(whole) // 2]})
+    out = tmp_path / "RUN.zip"
+    cfg = PackConfig(submission=sub, output=out, fix_encoding=tmp_path / "fixed", preset="ultrafast")
+    with pytest.raises(PackCheckFailed) as ei:
+        pack_submission(cfg)
+    (problem,) = ei.value.problems
+    assert problem.startswith("2.mp4: truncated")
+    assert ei.value.report.fix["reencoded"] == ["1.mp4"]
+    assert not out.exists()
+    (sub / "2.mp4").unlink()
+    (tmp_path / "fixed" / "2.mp4").unlink()
+    r = pack_submission(cfg)
+    assert r.ok and zipfile.ZipFile(out).namelist()[-1] == "submission/1.mp4"
+    assert r.summary()["codecs"] == {"h264": 1}

@@ -15,7 +15,7 @@ import numpy as np
 
 from ipvgkit.data.cases import Event
 
-Identity = Literal["auto", "none", "reference-concat", "vace", "consisid"]
+Identity = Literal["auto", "none", "i2v", "reference-concat", "vace", "consisid"]
 TimelineMode = Literal["masked", "soft", "prompt"]
 DType = Literal["bf16", "fp16", "fp32"]
 Offload = Literal["none", "model", "sequential"]
@@ -35,7 +35,7 @@ class ModelOptions:
     offload: Offload = "none"
     vae_tiling: bool = False
     compile: bool = False
-    cache: str = "none"  # none | first-block | faster-cache (diffusers cache hooks, when available)
+    cache: str = "none"  # none | first-block (diffusers First Block Cache; see ipvgkit.models.runtime)
     models_dir: Path | None = None
 
 

@@ -1,0 +1,146 @@
+"""Which share of a batch this process owns: ``torchrun``/``accelerate`` ranks and ``--shard K/N``.
+
+Independent generation needs no process group: every process reads its rank from the environment
+(``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, as set by ``torchrun`` and ``accelerate launch``) and takes
+a deterministic share of the work (items sorted, round-robin ``i % world == rank``). ``--shard K/N``
+(1-based ``K``) does the same by hand for job arrays. Both combine: shard ``K/N`` of a job that runs
+``W`` ranks is the global share ``(K-1)*W + RANK`` out of ``N*W``.
+
+If ``torch.distributed`` is already initialised and the environment has no ``RANK``/``WORLD_SIZE``,
+its rank and world size are used; nothing here initialises a process group.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from ipvgkit.errors import UsageError
+
+T = TypeVar("T")
+
+_SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's share: ``rank`` (0-based) of ``world_size`` shares; ``local_rank`` picks the GPU."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    source: str = "single"  # single | env | shard | env+shard | torch.distributed
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+    def owns(self, index: int) -> bool:
+        """Round-robin: item ``index`` of the sorted list belongs to rank ``index % world_size``."""
+        return index % self.world_size == self.rank
+
+    def label(self) -> str:
+        return f"rank {self.rank} of {self.world_size}" if self.is_distributed else "single process"
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` with 1-based ``K`` (1 <= K <= N) -> ``(K, N)``; anything else is a :class:`UsageError`."""
+    m = _SHARD_RE.match(str(text))
+    if not m:
+        raise UsageError(f"--shard {text!r}: expected K/N with 1 <= K <= N, e.g. --shard 1/4")
+    k, n = int(m.group(1)), int(m.group(2))
+    if n < 1 or not 1 <= k <= n:
+        raise UsageError(f"--shard {text!r}: K must be between 1 and N (1-based), e.g. --shard 1/{max(n, 1)}")
+    return k, n
+
+
+def _env_int(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise UsageError(f"environment variable {name}={raw!r} is not an integer") from None
+
+
+def _torch_distributed() -> tuple[int, int] | None:
+    """(rank, world) from an initialised ``torch.distributed`` (only if torch is already imported)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None:
+        return None
+    try:
+        if dist.is_available() and dist.is_initialized():
+            return int(dist.get_rank()), int(dist.get_world_size())
+    except Exception:  # noqa: BLE001 - a half-configured backend is treated as absent
+        return None
+    return None
+
+
+def env_shard(env: Mapping[str, str] | None = None) -> Shard:
+    """The rank from ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` (or an initialised process group)."""
+    env = os.environ if env is None else env
+    rank, world, local = _env_int(env, "RANK"), _env_int(env, "WORLD_SIZE"), _env_int(env, "LOCAL_RANK")
+    if rank is None and world is None:
+        from_pg = _torch_distributed()
+        if from_pg is None:
+            return Shard()
+        rank, world = from_pg
+        source = "torch.distributed"
+    else:
+        source = "env"
+    rank = 0 if rank is None else rank
+    world = 1 if world is None else world
+    if world < 1 or not 0 <= rank < world:
+        raise UsageError(f"RANK={rank} WORLD_SIZE={world}: need WORLD_SIZE >= 1 and 0 <= RANK < WORLD_SIZE")
+    local = rank if local is None else local
+    if local < 0:
+        raise UsageError(f"LOCAL_RANK={local} must not be negative")
+    return Shard(rank=rank, world_size=world, local_rank=local, source=source if world > 1 else "single")
+
+
+def resolve_shard(shard: str | None = None, env: Mapping[str, str] | None = None) -> Shard:
+    """Combine the launcher's ranks with ``--shard K/N`` into one share (see the module docstring)."""
+    base = env_shard(env)
+    if not shard:
+        return base
+    k, n = parse_shard(shard)
+    world = n * base.world_size
+    rank = (k - 1) * base.world_size + base.rank
+    if world == 1:
+        return Shard(local_rank=base.local_rank)
+    source = "env+shard" if base.is_distributed else "shard"
+    return Shard(rank=rank, world_size=world, local_rank=base.local_rank, source=source)
+
+
+def assign(items: Iterable[T], shard: Shard, key: Callable[[T], object] | None = None) -> list[T]:
+    """The items this shard owns: sort by ``key`` (default: natural order of ``str(item)``), then
+    round-robin. Every item goes to exactly one rank, the same one on every rank."""
+    key = key or (lambda x: natural_key(str(x)))
+    ordered = sorted(items, key=key)
+    return [x for i, x in enumerate(ordered) if shard.owns(i)]
+
+
+def natural_key(text: str) -> tuple:
+    """Sort key that orders ``"2"`` before ``"10"`` and ``id2/prompt1`` before ``id10/prompt1``."""
+    parts = re.split(r"(\d+)", text)
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts if p != "")
+
+
+def device_for(requested: str, shard: Shard) -> str:
+    """The device a rank should use: ``cuda:LOCAL_RANK`` for ``auto``/``cuda`` when CUDA is present
+    and several ranks run; an explicit ``cuda:N`` or ``cpu`` is kept as given."""
+    if requested not in ("auto", "cuda"):
+        return requested
+    if not shard.is_distributed and requested == "auto":
+        return requested
+    import torch
+
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        return f"cuda:{shard.local_rank % max(count, 1)}"
+    return "cpu" if requested == "auto" else requested

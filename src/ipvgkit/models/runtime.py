@@ -1,0 +1,122 @@
+"""Device, dtype and speed options of the diffusers backends (``ModelOptions``).
+
+All are off by default. On CPU the dtype is always fp32 (bf16/fp16 matmuls are slow or unsupported
+there); ``describe()`` records the dtype actually used. Unknown values raise ``UsageError`` naming the
+accepted ones.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ipvgkit.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+    from ipvgkit.models.base import ModelOptions
+
+DTYPES = ("bf16", "fp16", "fp32")
+OFFLOADS = ("none", "model", "sequential")
+CACHES = ("none", "first-block")
+# Wan pipelines run the conditional and unconditional (negative prompt) passes as two separate transformer
+# calls, each inside its own ``cache_context``. First Block Cache keeps one state per context; diffusers'
+# FasterCache and Pyramid Attention Broadcast keep one state per attention module, so with Wan they would
+# hand one pass's cached attention to the other pass.
+UNSUPPORTED_CACHES = {
+    "faster-cache": "diffusers' FasterCache needs batched classifier-free guidance, which Wan pipelines do not use",
+    "pab": "diffusers' Pyramid Attention Broadcast would reuse the conditional pass's attention in the "
+    "separate unconditional pass of Wan pipelines",
+}
+FIRST_BLOCK_THRESHOLD = 0.05
+
+
+def validate_options(options: ModelOptions) -> None:
+    """Raise ``UsageError`` for a dtype/offload/cache value this module does not know."""
+    if options.dtype not in DTYPES:
+        raise UsageError(f"unknown dtype {options.dtype!r}; choose one of {', '.join(DTYPES)}")
+    if options.offload not in OFFLOADS:
+        raise UsageError(f"unknown offload {options.offload!r}; choose one of {', '.join(OFFLOADS)}")
+    if options.cache in UNSUPPORTED_CACHES:
+        raise UsageError(
+            f"cache {options.cache!r} is not supported: {UNSUPPORTED_CACHES[options.cache]}; "
+            f"choose one of {', '.join(CACHES)}"
+        )
+    if options.cache not in CACHES:
+        raise UsageError(f"unknown cache {options.cache!r}; choose one of {', '.join(CACHES)}")
+    if options.lora_scale < 0:
+        raise UsageError(f"lora_scale must be >= 0, got {options.lora_scale}")
+    resolve_device(options.device)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; ``cuda[:N]`` must exist."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return "cpu"
+    if device == "cuda" or device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise UsageError(
+                f"device {device!r} asked for but no CUDA GPU is visible; use --device cpu or auto"
+            )
+        return device
+    raise UsageError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+
+
+def resolve_dtype(dtype: str, device: str) -> tuple[torch.dtype, str]:
+    """The torch dtype to load with and its name; fp32 on CPU whatever was asked."""
+    import torch
+
+    if device == "cpu":
+        return torch.float32, "fp32"
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype], dtype
+
+
+def place_pipeline(pipe: Any, options: ModelOptions, device: str) -> str:
+    """Move the pipeline to ``device`` or set up CPU offload; returns the placement used."""
+    if options.offload == "none" or device == "cpu":
+        pipe.to(device)
+        return device
+    gpu_id = int(device.split(":")[1]) if ":" in device else None
+    if options.offload == "model":
+        pipe.enable_model_cpu_offload(gpu_id=gpu_id)
+    else:
+        pipe.enable_sequential_cpu_offload(gpu_id=gpu_id)
+    return f"{device} (offload={options.offload})"
+
+
+def apply_speed_options(pipe: Any, options: ModelOptions) -> dict:
+    """Apply VAE tiling, a diffusers cache hook and ``torch.compile``; returns what was applied."""
+    applied: dict = {}
+    if options.vae_tiling:
+        vae = getattr(pipe, "vae", None)
+        if vae is None or not hasattr(vae, "enable_tiling"):
+            raise UsageError("vae_tiling: this model's VAE has no tiling support; drop --vae-tiling")
+        vae.enable_tiling()
+        applied["vae_tiling"] = True
+    if options.cache != "none":
+        for name in ("transformer", "transformer_2"):
+            module = getattr(pipe, name, None)
+            if module is not None:
+                module.enable_cache(cache_config(options.cache, pipe))
+        applied["cache"] = options.cache
+    if options.compile:
+        for name in ("transformer", "transformer_2"):
+            module = getattr(pipe, name, None)
+            if module is not None:
+                module.compile()  # nn.Module.compile: torch.compile in place, the component stays the same
+        applied["compile"] = True
+    return applied
+
+
+def cache_config(name: str, pipe: Any):
+    """The diffusers cache config for ``name``: ``first-block`` = First Block Cache with threshold 0.05 (the
+    remaining blocks are skipped while the first block's residual changes by less than 5%)."""
+    from diffusers.hooks import FirstBlockCacheConfig
+
+    if name == "first-block":
+        return FirstBlockCacheConfig(threshold=FIRST_BLOCK_THRESHOLD)
+    raise UsageError(f"unknown cache {name!r}; choose one of {', '.join(CACHES)}")

@@ -1,0 +1,260 @@
+"""The ``wan`` backend: diffusers ``WanPipeline`` (text-to-video) and ``WanImageToVideoPipeline``.
+
+Text-to-video checkpoints run our own loop (:mod:`ipvgkit.models.loop`), which adds reference-concat
+identity conditioning; image-to-video checkpoints run diffusers' pipeline with the first reference image
+(fitted to the video size) as the first frame. Both support the timeline modes of
+:mod:`ipvgkit.models.timeline_attn`, LoRA adapters and the runtime options of
+:mod:`ipvgkit.models.runtime`. The pipeline is loaded lazily, on the first ``generate``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ipvgkit.errors import CaseError, InputError, MissingWeightsError, UsageError
+from ipvgkit.models import frames, identity, lora, runtime, timeline_attn
+from ipvgkit.models.base import GenerationRequest, ModelOptions
+from ipvgkit.models.resolve import ResolvedModel
+
+log = logging.getLogger(__name__)
+
+NEEDS_REFERENCE = ("i2v", "reference-concat", "vace", "consisid")
+
+
+class WanBackend:
+    """Wan 2.1 / 2.2 checkpoints in diffusers format (see module docstring)."""
+
+    name = "wan"
+    pipeline_classes = ("WanPipeline", "WanImageToVideoPipeline")
+
+    def __init__(self, options: ModelOptions, resolved: ResolvedModel):
+        runtime.validate_options(options)
+        if resolved.pipeline_class not in self.pipeline_classes:
+            raise UsageError(f"the {self.name} backend cannot run a {resolved.pipeline_class}")
+        self.options = options
+        self.resolved = resolved
+        self.variant = self._variant()
+        self.lora_files = [lora.lora_file(p) for p in options.lora]
+        self.adapter = identity.read_adapter_info(resolved.folder, options.lora)
+        identity.resolve_identity(options.identity, self.variant, True, self.adapter)  # UsageError early
+        self.device = runtime.resolve_device(options.device)
+        self.torch_dtype, self.dtype_name = runtime.resolve_dtype(options.dtype, self.device)
+        vae_cfg = resolved.component_config("vae")
+        patch = resolved.component_config("transformer").get("patch_size", list(frames.PATCH))
+        self.temporal_factor = int(vae_cfg.get("scale_factor_temporal", frames.TEMPORAL_FACTOR))
+        self.size_multiple = int(vae_cfg.get("scale_factor_spatial", frames.SPATIAL_FACTOR)) * int(patch[1])
+        self._pipe: Any = None
+        # debugging aid (used by the tests): record the timeline processors' attention weights
+        self.record_attention = False
+        self.last_timeline: timeline_attn.TimelineState | None = None
+        self._applied: dict = {}
+        self._placement = ""
+
+    def _variant(self) -> str:
+        return "wan-i2v" if self.resolved.pipeline_class == "WanImageToVideoPipeline" else "wan-t2v"
+
+    # ------------------------------------------------------------------ check
+    def identity_mode(self, request: GenerationRequest) -> str:
+        """The identity mode this request runs with (``ipvgkit.models.identity``)."""
+        return identity.resolve_identity(
+            self.options.identity, self.variant, bool(request.ref_images), self.adapter
+        )
+
+    def problems(self, request: GenerationRequest) -> list[str]:
+        """Everything that keeps ``request`` from being generated (empty when it can be)."""
+        out: list[str] = []
+        n, h, w = request.num_frames, request.height, request.width
+        if (n - 1) % self.temporal_factor or n < 1:
+            out.append(
+                f"num_frames {n} is not of the form {self.temporal_factor}k+1 (e.g. {frames.nearest_valid_frame_count(n)})"
+            )
+        if h <= 0 or w <= 0 or h % self.size_multiple or w % self.size_multiple:
+            out.append(f"size {w}x{h} is not a multiple of {self.size_multiple} in both dimensions")
+        if request.fps <= 0:
+            out.append(f"fps must be > 0, got {request.fps}")
+        if request.steps < 1:
+            out.append(f"steps must be >= 1, got {request.steps}")
+        for p in request.ref_images:
+            try:
+                identity.open_image(Path(p))
+            except InputError as exc:
+                out.append(str(exc))
+        try:
+            mode = self.identity_mode(request)
+        except UsageError as exc:
+            out.append(str(exc))
+        else:
+            if mode in NEEDS_REFERENCE and not request.ref_images:
+                out.append(f"identity mode {mode!r} needs at least one reference image")
+        if request.timeline_mode not in timeline_attn.MODES:
+            out.append(
+                f"unknown timeline mode {request.timeline_mode!r}; choose one of {', '.join(timeline_attn.MODES)}"
+            )
+        if request.timeline and request.fps > 0 and n >= 1:
+            out.extend(frames.timeline_problems(request.timeline, request.timeline_units, n, request.fps))
+        return out
+
+    def check(self, request: GenerationRequest) -> None:
+        """Raise ``CaseError`` naming the case when the request cannot be generated."""
+        problems = self.problems(request)
+        if problems:
+            raise CaseError(request.case_id, "; ".join(problems))
+
+    # ------------------------------------------------------------------ loading
+    def load(self) -> None:
+        """Load the weights now (otherwise the first ``generate`` does); the runner calls it before the
+        first case so that per-case times measure generation only."""
+        self.pipeline()
+
+    def pipeline(self) -> Any:
+        """The loaded diffusers pipeline (loaded on first use)."""
+        if self._pipe is None:
+            self._pipe = self._load()
+        return self._pipe
+
+    def _pipeline_class(self) -> Any:
+        import diffusers
+
+        return getattr(diffusers, self.resolved.pipeline_class)
+
+    def _load(self) -> Any:
+        import torch
+
+        cls = self._pipeline_class()
+        try:
+            # Wan's VAE and image encoder are meant to run in fp32
+            dtypes = {"default": self.torch_dtype, "vae": torch.float32, "image_encoder": torch.float32}
+            pipe = cls.from_pretrained(self.resolved.folder, dtype=dtypes)
+        except OSError as exc:
+            raise MissingWeightsError(
+                f"{self.resolved.name}: {str(exc).splitlines()[0][:200]}",
+                [str(self.resolved.folder)],
+                "the model's hub repository (a complete diffusers-format folder)",
+            ) from exc
+        pipe.set_progress_bar_config(disable=True)
+        lora.load_loras(pipe, self.lora_files, self.options.lora_scale)
+        self._placement = runtime.place_pipeline(pipe, self.options, self.device)
+        self._applied = runtime.apply_speed_options(pipe, self.options)
+        return pipe
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, request: GenerationRequest) -> np.ndarray:
+        """Generate ``request``: uint8 RGB frames ``(num_frames, height, width, 3)``."""
+        self.check(request)
+        pipe = self.pipeline()
+        video = self._generate(pipe, request)
+        return to_uint8(video)
+
+    def _contexts(self, pipe: Any, request: GenerationRequest, n_lead: int):
+        """The conditional context, the negative context and the timeline state (None without one)."""
+        device = pipe._execution_device
+        dtype = (pipe.transformer or pipe.transformer_2).dtype
+        events = request.timeline or []
+        if events and request.timeline_mode in ("masked", "soft"):
+            ctx = timeline_attn.build_context(pipe, request.prompt, [e.text for e in events], device, dtype)
+            weights = timeline_attn.frame_event_weights(
+                events, request.timeline_units, request.num_frames, request.fps, request.timeline_mode, n_lead
+            )
+            bias = timeline_attn.attention_bias(weights, ctx.token_group, request.timeline_mode)
+            tpf = (request.height // self.size_multiple) * (request.width // self.size_multiple)
+            state = timeline_attn.TimelineState(
+                bias=bias, tokens_per_frame=tpf, cond_embeds=ctx.embeds, record=self.record_attention
+            )
+            state.context = ctx
+            cond = ctx.embeds
+        else:
+            prompt = frames.fold_timeline_prompt(request.prompt, events) if events else request.prompt
+            cond = timeline_attn.build_context(pipe, prompt, [], device, dtype).embeds
+            state = None
+        self.last_timeline = state
+        negative = timeline_attn.build_context(pipe, request.negative_prompt or "", [], device, dtype).embeds
+        return cond, negative, state
+
+    def _generate(self, pipe: Any, request: GenerationRequest) -> np.ndarray:
+        import torch
+
+        mode = self.identity_mode(request)
+        generator = torch.Generator(device="cpu").manual_seed(int(request.seed))
+        refs = [identity.open_image(Path(p)) for p in request.ref_images] if mode != "none" else []
+        if self.variant == "wan-i2v":
+            cond, negative, state = self._contexts(pipe, request, 0)
+            first = identity.fit_image(refs[0], request.width, request.height)
+            with _maybe_timeline(pipe, state):
+                out = pipe(
+                    image=first, prompt_embeds=cond, negative_prompt_embeds=negative, height=request.height,
+                    width=request.width, num_frames=request.num_frames, num_inference_steps=request.steps,
+                    guidance_scale=request.guidance, generator=generator, output_type="np",
+                )  # fmt: skip
+            return out.frames[0]
+        from ipvgkit.models.loop import LoopInputs, run_t2v
+
+        ref_latents = None
+        if mode == "reference-concat":
+            fitted = [identity.fit_image(im, request.width, request.height) for im in refs]
+            ref_latents = identity.reference_latents(
+                pipe, fitted, request.height, request.width, pipe._execution_device, torch.float32
+            )
+        n_lead = 0 if ref_latents is None else ref_latents.shape[2]
+        cond, negative, state = self._contexts(pipe, request, n_lead)
+        inputs = LoopInputs(
+            prompt_embeds=cond, negative_embeds=negative, height=request.height, width=request.width,
+            num_frames=request.num_frames, steps=request.steps, guidance=request.guidance, generator=generator,
+            ref_latents=ref_latents,
+        )  # fmt: skip
+        with _maybe_timeline(pipe, state):
+            return run_t2v(pipe, inputs)
+
+    # ------------------------------------------------------------------ description
+    def describe(self) -> dict:
+        """Settings to record beside the outputs."""
+        notes = []
+        if self.device == "cpu" and self.options.dtype != "fp32":
+            notes.append(f"running on CPU: fp32 used instead of {self.options.dtype}")
+        if self.device == "cpu" and self.options.offload != "none":
+            notes.append(f"offload={self.options.offload} ignored on CPU")
+        note = "; ".join(notes) or None
+        return {
+            "backend": self.name,
+            "model": self.options.model,
+            "model_folder": str(self.resolved.folder),
+            "model_source": self.resolved.source,
+            "pipeline": self.resolved.pipeline_class,
+            "variant": self.variant,
+            "identity": self.options.identity,
+            "adapter": {k: v for k, v in self.adapter.items()} or None,
+            "lora": [str(p) for p in self.lora_files],
+            "lora_scale": self.options.lora_scale,
+            "dtype": self.dtype_name,
+            "dtype_requested": self.options.dtype,
+            "device": self.device,
+            "placement": self._placement or None,
+            "offload": self.options.offload,
+            "vae_tiling": self.options.vae_tiling,
+            "compile": self.options.compile,
+            "cache": self.options.cache,
+            "note": note,
+        }
+
+
+class _maybe_timeline:
+    """``TimelineControl`` when there is a timeline state, else nothing."""
+
+    def __init__(self, pipe: Any, state: timeline_attn.TimelineState | None):
+        self.control = timeline_attn.TimelineControl(pipe, state) if state is not None else None
+
+    def __enter__(self) -> None:
+        if self.control is not None:
+            self.control.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.control is not None:
+            self.control.__exit__(*exc)
+
+
+def to_uint8(video: np.ndarray) -> np.ndarray:
+    """Float frames in [0, 1] → uint8 ``(F, H, W, 3)``."""
+    return np.clip(np.rint(np.asarray(video, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)

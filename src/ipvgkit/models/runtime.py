@@ -31,6 +31,17 @@ UNSUPPORTED_CACHES = {
 FIRST_BLOCK_THRESHOLD = 0.05
 
 
+def quiet_hf_loading() -> None:
+    """Hide diffusers'/transformers' loading progress bars and type notices: our CLI shows its own."""
+    from diffusers.utils import logging as d_logging
+    from transformers.utils import logging as t_logging
+
+    d_logging.disable_progress_bar()
+    d_logging.set_verbosity_error()
+    t_logging.disable_progress_bar()
+    t_logging.set_verbosity_error()
+
+
 def validate_options(options: ModelOptions) -> None:
     """Raise ``UsageError`` for a dtype/offload/cache value this module does not know."""
     if options.dtype not in DTYPES:

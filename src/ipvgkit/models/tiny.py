@@ -78,6 +78,10 @@ def _transformer_kwargs() -> dict:
 def build_tiny_pipeline(name: str = "tiny-wan"):
     """Build the named tiny pipeline in memory (fixed seeds: identical weights every time)."""
     import torch
+
+    from ipvgkit.models.runtime import quiet_hf_loading
+
+    quiet_hf_loading()
     from diffusers import WanImageToVideoPipeline, WanPipeline, WanTransformer3DModel, WanVACEPipeline
 
     if not is_tiny(name):
@@ -97,7 +101,12 @@ def build_tiny_pipeline(name: str = "tiny-wan"):
 
         kwargs.update(num_layers=3, vace_layers=[0, 2], vace_in_channels=96)
         return WanVACEPipeline(transformer=WanVACETransformer3DModel(**kwargs), **common)
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    try:  # transformers >= 5: the PIL backend (the default one needs torchvision)
+        from transformers import CLIPImageProcessorPil as CLIPImageProcessor
+    except ImportError:
+        from transformers import CLIPImageProcessor
 
     inner = kwargs["num_attention_heads"] * kwargs["attention_head_dim"]
     kwargs.update(in_channels=36, image_dim=4, added_kv_proj_dim=inner)

@@ -125,6 +125,7 @@ class WanBackend:
         import torch
 
         cls = self._pipeline_class()
+        runtime.quiet_hf_loading()
         try:
             # Wan's VAE and image encoder are meant to run in fp32
             dtypes = {"default": self.torch_dtype, "vae": torch.float32, "image_encoder": torch.float32}

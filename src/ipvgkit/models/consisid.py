@@ -161,7 +161,7 @@ class ConsisIDBackend:
         import torch.nn.functional as F
         from PIL import Image
 
-        from ipvgkit.faces import detect_largest, estimate_norm, norm_crop
+        from ipvgkit.faces import aligned_crop, detect_largest, estimate_norm
         from ipvgkit.faces.insight import InsightFaceBackend
 
         if self._faces is None:  # ConsisID detects at 640x640
@@ -172,7 +172,7 @@ class ConsisIDBackend:
             raise InputError(f"no face found in reference image {image_path}")
         crop_bgr = self._faces.align(rgb, [face])[0]
         ante = torch.from_numpy(np.asarray(self._faces.recognizer.get_feat([crop_bgr]), dtype=np.float32))
-        aligned = norm_crop(rgb, face.kps, FACE_CROP)  # RGB, 512x512
+        aligned = aligned_crop(rgb, face, FACE_CROP)  # RGB, 512x512 (gray-padded source if found on the pad)
         x = torch.from_numpy(aligned).permute(2, 0, 1)[None].float() / 255.0
         gray = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1).repeat(1, 3, 1, 1)
         eva = self._eva_model()

@@ -32,7 +32,9 @@ class Cfg:
 def test_defaults_file_cli_and_overrides_in_order(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("steps: 10\nguidance: 3\ninner:\n  rank: 4\n")
-    cfg = resolve(Cfg, f, {"steps": 20, "seed": None}, ["inner.lr=0.5", "mode=soft", "tags=[a,b]", "compile=true"])
+    cfg = resolve(
+        Cfg, f, {"steps": 20, "seed": None}, ["inner.lr=0.5", "mode=soft", "tags=[a,b]", "compile=true"]
+    )
     assert cfg.steps == 20  # CLI beats the file
     assert cfg.guidance == 3.0 and isinstance(cfg.guidance, float)
     assert cfg.inner == Inner(lr=0.5, rank=4)

@@ -41,9 +41,7 @@ def test_help_does_not_import_torch():
 
 def test_module_entry_point_runs_main():
     """`python -m ipvgkit` goes through main() and prints JSON on stdout."""
-    r = subprocess.run(
-        [sys.executable, "-m", "ipvgkit", "doctor", "--json"], capture_output=True, text=True
-    )
+    r = subprocess.run([sys.executable, "-m", "ipvgkit", "doctor", "--json"], capture_output=True, text=True)
     assert r.returncode in (0, 1)
     rows = json.loads(r.stdout)
     assert {"name", "ok", "details", "fix", "required"} <= set(rows[0])
@@ -71,7 +69,9 @@ def test_doctor_models_dir(tmp_path):
 
 
 def test_main_usage_error_exit_2():
-    r = subprocess.run([sys.executable, "-m", "ipvgkit", "doctor", "--no-such-flag"], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "ipvgkit", "doctor", "--no-such-flag"], capture_output=True, text=True
+    )
     assert r.returncode == 2
     assert "No such option" in r.stderr
 

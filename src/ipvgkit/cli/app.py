@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "score",
     "pack",
     "models",
+    "demo",
 ]
 
 

@@ -52,4 +52,3 @@ def doctor(json_out: JsonOpt = False, models_dir: ModelsDirOpt = None) -> None:
 
 def register(app: typer.Typer) -> None:
     app.command("doctor", epilog=EPILOG)(doctor)
-

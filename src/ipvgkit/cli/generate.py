@@ -107,7 +107,10 @@ def generate(
     offload: Annotated[Offload | None, _opt("--offload", help="CPU offload (default none).")] = None,
     vae_tiling: Annotated[bool, _opt("--vae-tiling", help="Decode the VAE in tiles (less memory).")] = False,
     compile_model: Annotated[bool, _opt("--compile", help="torch.compile the transformer.")] = False,
-    cache: Annotated[Cache | None, _opt("--cache", help="Diffusers First Block Cache hook (default none; see docs/models.md).")] = None,
+    cache: Annotated[
+        Cache | None,
+        _opt("--cache", help="Diffusers First Block Cache hook (default none; see docs/models.md)."),
+    ] = None,
     device: DeviceOpt = None,
     models_dir: ModelsDirOpt = None,
     overwrite: OverwriteOpt = False,

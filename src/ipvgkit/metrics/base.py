@@ -1,0 +1,231 @@
+"""The metric interface (contract B): results, load context, the per-video sample, the ``Metric`` base class.
+
+A :class:`VideoSample` is built by the scorer once per video and shared by every chosen metric: its
+frames are decoded ONCE (the union of all metrics' :meth:`Metric.frame_indices`), its reference images
+are loaded once, and ``cache`` lets metrics share intermediate results (face detections, optical flow).
+
+Cache keys are tuples whose first item names the kind of entry. Entries whose kind starts with ``ref_``
+(e.g. ``("ref_faces", backend)``, ``("ref_feature", ...)``) must depend only on the case's reference
+images: the scorer hands them on to the next video with the same reference images (five prompts of one
+identity share one reference), so references are detected and embedded once per run.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ipvgkit.data.cases import Case
+    from ipvgkit.media import VideoInfo
+    from ipvgkit.weights import ModelFile
+
+
+@dataclass
+class MetricResult:
+    """One metric's value for one video.
+
+    ``value`` is None when it could not be computed for this video (``error`` says why): never a silent 0.
+    ``extra`` holds details such as ``{"frames_no_face": 3, "frames_scored": 13}``.
+    """
+
+    value: float | None
+    extra: dict = field(default_factory=dict)
+    error: str | None = None
+
+    @classmethod
+    def not_applicable(cls, reason: str, **extra: Any) -> MetricResult:
+        """A metric that does not apply to this case (e.g. no timeline): no value, not a failure."""
+        return cls(value=None, extra={"not_applicable": True, **extra}, error=reason)
+
+    @property
+    def is_failure(self) -> bool:
+        """True when the value is missing for a reason other than "does not apply"."""
+        return self.value is None and not self.extra.get("not_applicable", False)
+
+    def to_dict(self) -> dict:
+        return {"value": self.value, "extra": self.extra, "error": self.error}
+
+
+@dataclass
+class MetricContext:
+    """What :meth:`Metric.load` gets: where the weights are, the device, the batch size, options."""
+
+    models_dir: Path | None = None
+    device: str = "cpu"
+    batch_size: int = 16
+    options: dict = field(default_factory=dict)  # e.g. {"bgr_quirk": True}
+
+
+def is_ref_key(key: object) -> bool:
+    """True for cache keys that depend only on the reference images (first item starts with ``ref_``)."""
+    return isinstance(key, tuple) and bool(key) and isinstance(key[0], str) and key[0].startswith("ref_")
+
+
+class SampleCache(MutableMapping):
+    """A video's scratch dict whose ``ref_*`` entries live in a store shared by every video with the same
+    reference images (``shared``); all other entries belong to this video alone."""
+
+    def __init__(self, shared: dict | None = None):
+        self.own: dict = {}
+        self.shared: dict = {} if shared is None else shared
+
+    def _store(self, key: object) -> dict:
+        return self.shared if is_ref_key(key) else self.own
+
+    def __getitem__(self, key):
+        return self._store(key)[key]
+
+    def __setitem__(self, key, value) -> None:
+        self._store(key)[key] = value
+
+    def __delitem__(self, key) -> None:
+        del self._store(key)[key]
+
+    def __contains__(self, key) -> bool:
+        return key in self._store(key)
+
+    def __iter__(self):
+        yield from self.own
+        yield from self.shared
+
+    def __len__(self) -> int:
+        return len(self.own) + len(self.shared)
+
+    def clear(self) -> None:
+        """Forget this video's own entries (the shared reference entries stay for other videos)."""
+        self.own.clear()
+
+
+class VideoSample:
+    """One video as all metrics see it; built once per video by the scorer.
+
+    ``needed`` is the union of the frame indices of all chosen metrics: the first :meth:`frames` call
+    decodes exactly those (one sequential pass through the file); later calls are served from memory.
+    An index outside ``needed`` is decoded on demand (and counted in ``decode_passes``).
+    """
+
+    def __init__(
+        self,
+        case: Case,
+        video_path: Path,
+        info: VideoInfo,
+        needed: Iterable[int] | None = None,
+        preloaded: dict[int, np.ndarray] | None = None,
+        ref_cache: dict | None = None,
+    ):
+        self.case = case
+        self.video_path = Path(video_path)
+        self.info = info
+        self.needed: set[int] = set(int(i) for i in needed) if needed is not None else set()
+        self.cache = SampleCache(ref_cache)
+        self.decode_passes = 0
+        self._frames: dict[int, np.ndarray] = dict(preloaded or {})
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.info.n_frames)
+
+    def _decode(self, indices: set[int]) -> None:
+        from ipvgkit.media import read_frames
+
+        order = sorted(indices)
+        if not order:
+            return
+        arr = read_frames(self.video_path, order)
+        self.decode_passes += 1
+        for i, f in zip(order, arr, strict=True):
+            self._frames[i] = f
+
+    def frames(self, indices: Sequence[int]) -> np.ndarray:
+        """RGB uint8 ``(N, H, W, 3)`` frames at ``indices`` (in that order, repeats allowed)."""
+        want = [int(i) for i in indices]
+        missing = {i for i in want if i not in self._frames}
+        if missing:
+            todo = missing | {i for i in self.needed if i not in self._frames}
+            self._decode(todo)
+        if not want:
+            return np.zeros((0, int(self.info.height), int(self.info.width), 3), np.uint8)
+        return np.stack([self._frames[i] for i in want])
+
+    def ref_images(self) -> list[np.ndarray]:
+        """The case's reference images as RGB uint8 arrays (loaded once, shared like ``ref_*`` entries)."""
+        key = ("ref_images",)
+        if key not in self.cache:
+            from PIL import Image, ImageOps
+
+            from ipvgkit.errors import InputError
+
+            refs = []
+            for p in self.case.ref_images:
+                try:
+                    with Image.open(p) as im:
+                        refs.append(np.asarray(ImageOps.exif_transpose(im).convert("RGB")))
+                except (OSError, ValueError) as e:
+                    raise InputError(f"reference image {p}: cannot read ({e})") from None
+            self.cache[key] = refs
+        return self.cache[key]
+
+    def release(self) -> None:
+        """Drop decoded frames and this video's cache entries (called by the scorer when the video is done)."""
+        self._frames.clear()
+        self.cache.clear()
+
+
+class Metric(ABC):
+    """A per-video metric. Subclasses set ``name``/``family`` and register with ``@register``.
+
+    Construction must be cheap (no model loading, no torch import): :meth:`load` loads models once,
+    after the scorer has checked that every file of :meth:`model_files` exists.
+    """
+
+    name: ClassVar[str]
+    family: ClassVar[str]
+    higher_is_better: ClassVar[bool] = True
+    description: ClassVar[str] = ""
+
+    def model_files(self) -> list[ModelFile]:
+        """The model files this metric needs (registered in ``ipvgkit.weights``); may be empty."""
+        return []
+
+    @abstractmethod
+    def frame_indices(self, n_frames: int) -> list[int]:
+        """The frame indices this metric reads from a video of ``n_frames`` frames (SPEC §4 sampling)."""
+
+    def frame_indices_for(self, n_frames: int, fps: float) -> list[int]:
+        """The frames read from a video with ``n_frames`` frames at ``fps`` (default: ignores fps)."""
+        return self.frame_indices(n_frames)
+
+    def frames_for(self, case: Case, n_frames: int, fps: float) -> list[int]:
+        """The frames read for ``case``'s video (default: ignores the case). The scorer decodes the union."""
+        return self.frame_indices_for(n_frames, fps)
+
+    def load(self, ctx: MetricContext) -> None:  # noqa: B027 - optional hook, nothing to load by default
+        """Load models once (raises MissingWeightsError when a file is missing)."""
+
+    @abstractmethod
+    def compute(self, sample: VideoSample) -> MetricResult:
+        """The metric's value for one video."""
+
+    def compute_batch(self, samples: list[VideoSample]) -> list[MetricResult]:
+        """Values for several videos; the default loops over :meth:`compute`. Override to batch model calls."""
+        return [self.compute(s) for s in samples]
+
+    def finalize(self, results: list[MetricResult]) -> dict:
+        """Run-level values computed from all per-video results (e.g. a distributional FID); default none.
+
+        Returns a mapping such as ``{"value": 12.3, "n": 160}``; an empty dict means "no run-level value".
+        """
+        return {}
+
+    def options(self) -> dict:
+        """The settings that change this metric's numbers (part of the resume signature)."""
+        return {}
+
+    def __repr__(self) -> str:
+        return f"<metric {self.name}>"

@@ -1,0 +1,141 @@
+"""Best-of-N: score several candidate submissions and copy, per case, the candidate with the best total.
+
+:func:`run_selection` scores each candidate folder into ``OUT/<candidate-name>/`` (with the same
+metrics, resumable like ``ipvg score``), then for every case copies the video of the candidate with the
+highest preset total (ties: the first candidate given) into ``best_dir`` (temp file + rename) and writes
+``best_dir/selection.json``. An existing different file in ``best_dir`` is only replaced with
+``overwrite``; an identical one is left as it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import filecmp
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ipvgkit.errors import UsageError
+from ipvgkit.fsutil import atomic_path, atomic_write_text
+from ipvgkit.stages.score import ScoreConfig, ScoreReport, run_scoring
+
+SELECTION_NAME = "selection.json"
+
+
+@dataclass
+class SelectionReport:
+    """Per case the chosen candidate (or None) and every candidate's total."""
+
+    best_dir: Path
+    candidates: list[str]
+    choices: dict[str, dict] = field(default_factory=dict)  # output_name -> {"chosen", "totals", "case_id"}
+    reports: dict[str, ScoreReport] = field(default_factory=dict)
+    copied: int = 0
+    kept: int = 0
+    unresolved: list[str] = field(default_factory=list)  # cases no candidate could be scored for
+
+    @property
+    def ok(self) -> bool:
+        return not self.unresolved
+
+
+def candidate_names(paths: list[Path]) -> list[str]:
+    """Folder names of the candidates (UsageError when two share a name)."""
+    names = [Path(p).resolve().name for p in paths]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise UsageError(f"two candidates are both named {dup[0]!r}: give folders with distinct names")
+    return names
+
+
+def pick(totals: list[float | None]) -> int | None:
+    """Index of the highest total; ties go to the first; None when no candidate has a total."""
+    best, best_i = None, None
+    for i, t in enumerate(totals):
+        if t is not None and (best is None or t > best):
+            best, best_i = t, i
+    return best_i
+
+
+def copy_atomic(src: Path, dest: Path, overwrite: bool) -> bool:
+    """Copy ``src`` to ``dest`` (temp + rename). False when ``dest`` already holds the same bytes.
+
+    A different existing ``dest`` raises :class:`UsageError` unless ``overwrite``.
+    """
+    if dest.exists():
+        if filecmp.cmp(src, dest, shallow=False):
+            return False
+        if not overwrite:
+            raise UsageError(
+                f"{dest} exists and differs from the selected video (use --overwrite to replace it)"
+            )
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
+    return True
+
+
+def run_selection(
+    base: ScoreConfig,
+    candidates: list[Path],
+    best_dir: Path,
+    on_progress: Callable[[str, int, int, str], None] | None = None,
+) -> SelectionReport:
+    """Score each candidate (``base`` with its submission/out replaced) and fill ``best_dir``."""
+    if len(candidates) < 1:
+        raise UsageError("--select needs at least one candidate submission folder")
+    if base.out is None:
+        raise UsageError("an output folder is required (-o OUTDIR)")
+    names = candidate_names(candidates)
+    best_dir = Path(best_dir)
+    for c in candidates:
+        if Path(c).resolve() == best_dir.resolve():
+            raise UsageError(f"--select folder {best_dir} is also a candidate")
+    report = SelectionReport(best_dir=best_dir, candidates=names)
+    for name, folder in zip(names, candidates, strict=True):
+        cfg = dataclasses.replace(base, submission=Path(folder), out=Path(base.out) / name)
+
+        def prog(done: int, total: int, item: str, _n: str = name) -> None:
+            if on_progress:
+                on_progress(_n, done, total, item)
+
+        report.reports[name] = run_scoring(cfg, on_progress=prog)
+
+    first = report.reports[names[0]]
+    per_cand = {n: {r["output_name"]: r for r in rep.rows} for n, rep in report.reports.items()}
+    plan: list[tuple[str, Path, Path]] = []
+    for row in first.rows:
+        out_name = row["output_name"]
+        totals = [per_cand[n].get(out_name, {}).get("total") for n in names]
+        i = pick(totals)
+        report.choices[out_name] = {
+            "case_id": row["case_id"],
+            "chosen": names[i] if i is not None else None,
+            "totals": dict(zip(names, totals, strict=True)),
+        }
+        if i is None:
+            report.unresolved.append(out_name)
+            continue
+        plan.append((out_name, Path(candidates[i]) / out_name, best_dir / out_name))
+    if not base.overwrite:  # refuse before copying anything
+        clash = [d for _, s, d in plan if d.exists() and not filecmp.cmp(s, d, shallow=False)]
+        if clash:
+            raise UsageError(
+                f"{len(clash)} file(s) in {best_dir} differ from the selection, e.g. {clash[0]} "
+                "(use --overwrite to replace them)"
+            )
+    for _, src, dest in plan:
+        if copy_atomic(src, dest, base.overwrite):
+            report.copied += 1
+        else:
+            report.kept += 1
+    data = {
+        "preset": first.preset,
+        "metrics": first.metric_names,
+        "candidates": {n: str(Path(c).resolve()) for n, c in zip(names, candidates, strict=True)},
+        "cases": report.choices,
+        "unresolved": report.unresolved,
+    }
+    atomic_write_text(best_dir / SELECTION_NAME, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    return report

@@ -295,3 +295,29 @@ def test_model_metrics_on_a_track2_testset(tmp_path, tom_hanks):
         info = probe_video(sub / "2.mp4", count_frames=True)
         alone = VideoSample(case, sub / "2.mp4", info, m.frames_for(case, info.n_frames, info.fps))
         assert m.compute(alone).value == pytest.approx(rep.rows[1]["metrics"][name], abs=1e-5)
+
+
+def test_processes_give_the_same_rows_as_one_process(tmp_path, setup):
+    """Scoring video chunks in two forked processes changes nothing but the time."""
+    from ipvgkit.stages.score import build_metrics, parallel_processes
+
+    ts, sub = setup
+    serial = run_scoring(_cfg(ts, sub, tmp_path / "one", preset="offline", video_batch=1, processes=1))
+    cfg = _cfg(ts, sub, tmp_path / "two", preset="offline", video_batch=1, processes=2)
+    assert parallel_processes(cfg, build_metrics("offline", serial.metric_names), n_chunks=3) == 2
+    forked = run_scoring(cfg)
+    strip = ("seconds",)
+    for a, b in zip(serial.rows, forked.rows, strict=True):
+        assert {k: v for k, v in a.items() if k not in strip} == {k: v for k, v in b.items() if k not in strip}
+
+
+def test_run_level_metrics_and_gpu_stay_in_one_process(setup):
+    from ipvgkit.stages.score import build_metrics, parallel_processes
+
+    ts, sub = setup
+    stateful = build_metrics(None, ["facesim_dlib", "fid"])
+    assert parallel_processes(ScoreConfig(processes=4), stateful, n_chunks=8) == 1
+    plain = build_metrics("offline", ["facesim_dlib", "motion_amplitude", "dynamic_degree"])
+    assert parallel_processes(ScoreConfig(processes=4, device="cuda"), plain, n_chunks=8) == 1
+    assert parallel_processes(ScoreConfig(processes=4), plain, n_chunks=3) == 3
+    assert parallel_processes(ScoreConfig(processes=4), plain, n_chunks=1) == 1

@@ -17,13 +17,13 @@ from ipvgkit import __version__
 
 # (module under ipvgkit.cli) in the order the commands appear in --help.
 COMMAND_MODULES = [
-    "doctor",
     "cases",
     "generate",
     "score",
     "pack",
     "models",
     "demo",
+    "doctor",
 ]
 
 

@@ -62,6 +62,7 @@ class ScoreConfig:
     batch_size: int = 16
     video_batch: int = 4
     workers: int = 0  # threads for CPU work such as optical flow; 0 = the CPU count (at most 8)
+    processes: int = 0  # CPU scoring processes over video chunks; 0 = automatic (see parallel_processes)
     bgr_quirk: bool = False
     timeline_units: Literal["auto", "seconds", "fraction"] = "auto"
     overwrite: bool = False
@@ -74,6 +75,8 @@ class ScoreConfig:
             raise UsageError("batch_size and video_batch must be at least 1")
         if self.workers < 0:
             raise UsageError("workers must be 0 (automatic) or more")
+        if self.processes < 0:
+            raise UsageError("processes must be 0 (automatic) or more")
         if self.timeline_units not in ("auto", "seconds", "fraction"):
             raise UsageError(f"timeline_units must be auto, seconds or fraction, got {self.timeline_units!r}")
 
@@ -422,6 +425,7 @@ def run_scoring(
     if not submission.is_dir():
         raise InputError(f"submission folder not found: {submission}")
     preset, names = resolve_metric_names(cfg)
+    custom_metrics = metrics is not None
     if metrics is None:
         metrics = build_metrics(preset, names)
     else:
@@ -462,15 +466,27 @@ def run_scoring(
             batch_size=cfg.batch_size,
             options={"bgr_quirk": cfg.bgr_quirk, "workers": cfg.workers},
         )
-        for m in metrics:
-            t0 = time.perf_counter()
-            m.load(ctx)
-            timings[f"load:{m.name}"] = time.perf_counter() - t0
-        ref_caches: dict = {}
+        procs = parallel_processes(cfg, metrics, len(todo), custom=custom_metrics)
+        # with several processes, chunks small enough that every process gets about two of them
+        size = (
+            cfg.video_batch
+            if procs == 1
+            else max(1, min(cfg.video_batch, math.ceil(len(todo) / (2 * procs))))
+        )
+        chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
+        procs = min(procs, len(chunks))
+        if procs > 1:
+            chunk_rows = _score_in_processes(chunks, procs, preset, names, ctx, sig, timings)
+        else:
+            for m in metrics:
+                t0 = time.perf_counter()
+                m.load(ctx)
+                timings[f"load:{m.name}"] = time.perf_counter() - t0
+            ref_caches: dict = {}
+            chunk_rows = (_score_chunk(c, metrics, names, sig, timings, ref_caches) for c in chunks)
         with partial.open("a", encoding="utf-8") as log:
-            for start in range(0, len(todo), cfg.video_batch):
-                chunk = todo[start : start + cfg.video_batch]
-                for row in _score_chunk(chunk, metrics, names, sig, timings, ref_caches):
+            for chunk_result in chunk_rows:
+                for row in chunk_result:
                     rows[row["output_name"]] = row
                     log.write(to_json(row) + "\n")
                     log.flush()
@@ -512,6 +528,72 @@ def run_scoring(
         failed=failed,
         case_errors=case_errors,
     )
+
+
+def parallel_processes(cfg: ScoreConfig, metrics: list[Metric], n_chunks: int, custom: bool = False) -> int:
+    """How many processes score video chunks in parallel (``n_chunks``: how many pieces of work there are).
+
+    One process (everything in line) on a GPU, with metric instances passed in by a caller, when a
+    metric keeps run-level state across videos (``finalize``, e.g. ``fid``) or where ``fork`` is not
+    available; else ``cfg.processes``, or automatically the CPU count when there are several chunks.
+    Each process loads its own copy of the models, so this is for CPU scoring.
+    """
+    import multiprocessing as mp
+    import os
+
+    if custom or n_chunks < 2 or not cfg.device.startswith("cpu"):
+        return 1
+    if "fork" not in mp.get_all_start_methods():
+        return 1
+    if any(type(m).finalize is not Metric.finalize for m in metrics):
+        return 1
+    wanted = cfg.processes or (os.cpu_count() or 1)
+    return max(1, min(wanted, n_chunks, 16))
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(preset: str | None, names: list[str], ctx: MetricContext) -> None:
+    """Runs once in each scoring process: build and load its own metrics."""
+    metrics = build_metrics(preset, names)
+    ctx = dataclasses.replace(ctx, options={**ctx.options, "workers": 1})
+    for m in metrics:
+        m.load(ctx)
+    _WORKER.update(metrics=metrics, ref_caches={})
+
+
+def _worker_chunk(chunk: list[tuple[Case, Path]], names: list[str], sig: str) -> tuple[list[dict], dict]:
+    timings: dict[str, float] = {}
+    rows = _score_chunk(chunk, _WORKER["metrics"], names, sig, timings, _WORKER["ref_caches"])
+    return rows, timings
+
+
+def _score_in_processes(
+    chunks: list[list[tuple[Case, Path]]],
+    procs: int,
+    preset: str | None,
+    names: list[str],
+    ctx: MetricContext,
+    sig: str,
+    timings: dict[str, float],
+):
+    """Yield each chunk's rows as the processes finish them (in order); add their timings up."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(
+        max_workers=procs,
+        mp_context=mp.get_context("fork"),
+        initializer=_worker_init,
+        initargs=(preset, names, ctx),
+    ) as pool:
+        futures = [pool.submit(_worker_chunk, c, names, sig) for c in chunks]
+        for fut in futures:
+            rows, t = fut.result()
+            for k, v in t.items():
+                timings[k] = timings.get(k, 0.0) + v
+            yield rows
 
 
 def _ref_key(case: Case) -> tuple[str, ...]:

@@ -308,7 +308,9 @@ def test_processes_give_the_same_rows_as_one_process(tmp_path, setup):
     forked = run_scoring(cfg)
     strip = ("seconds",)
     for a, b in zip(serial.rows, forked.rows, strict=True):
-        assert {k: v for k, v in a.items() if k not in strip} == {k: v for k, v in b.items() if k not in strip}
+        assert {k: v for k, v in a.items() if k not in strip} == {
+            k: v for k, v in b.items() if k not in strip
+        }
 
 
 def test_run_level_metrics_and_gpu_stay_in_one_process(setup):

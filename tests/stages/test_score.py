@@ -319,6 +319,8 @@ def test_run_level_metrics_and_gpu_stay_in_one_process(setup):
     ts, sub = setup
     stateful = build_metrics(None, ["facesim_dlib", "fid"])
     assert parallel_processes(ScoreConfig(processes=4), stateful, n_chunks=8) == 1
+    torch_models = build_metrics(None, ["motion_amplitude", "clipscore"])
+    assert parallel_processes(ScoreConfig(processes=4), torch_models, n_chunks=8) == 1
     plain = build_metrics("offline", ["facesim_dlib", "motion_amplitude", "dynamic_degree"])
     assert parallel_processes(ScoreConfig(processes=4, device="cuda"), plain, n_chunks=8) == 1
     assert parallel_processes(ScoreConfig(processes=4), plain, n_chunks=3) == 3

@@ -187,6 +187,9 @@ class Metric(ABC):
     name: ClassVar[str]
     family: ClassVar[str]
     higher_is_better: ClassVar[bool] = True
+    # True when the metric may run in a process forked from a scorer that already used its libraries:
+    # no torch/onnxruntime models (they do not survive a fork once their thread pools started).
+    fork_safe: ClassVar[bool] = False
     description: ClassVar[str] = ""
 
     def model_files(self) -> list[ModelFile]:

@@ -534,9 +534,10 @@ def parallel_processes(cfg: ScoreConfig, metrics: list[Metric], n_chunks: int, c
     """How many processes score video chunks in parallel (``n_chunks``: how many pieces of work there are).
 
     One process (everything in line) on a GPU, with metric instances passed in by a caller, when a
-    metric keeps run-level state across videos (``finalize``, e.g. ``fid``) or where ``fork`` is not
-    available; else ``cfg.processes``, or automatically the CPU count when there are several chunks.
-    Each process loads its own copy of the models, so this is for CPU scoring.
+    metric keeps run-level state across videos (``finalize``, e.g. ``fid``), when a metric is not
+    ``fork_safe`` (torch/onnxruntime models: their thread pools do not survive a fork, and they use
+    every core already) or where ``fork`` is not available; else ``cfg.processes``, or automatically
+    the CPU count when there are several chunks. Each process loads its own models.
     """
     import multiprocessing as mp
     import os
@@ -545,7 +546,7 @@ def parallel_processes(cfg: ScoreConfig, metrics: list[Metric], n_chunks: int, c
         return 1
     if "fork" not in mp.get_all_start_methods():
         return 1
-    if any(type(m).finalize is not Metric.finalize for m in metrics):
+    if any(type(m).finalize is not Metric.finalize or not m.fork_safe for m in metrics):
         return 1
     wanted = cfg.processes or (os.cpu_count() or 1)
     return max(1, min(wanted, n_chunks, 16))
@@ -556,6 +557,9 @@ _WORKER: dict[str, Any] = {}
 
 def _worker_init(preset: str | None, names: list[str], ctx: MetricContext) -> None:
     """Runs once in each scoring process: build and load its own metrics."""
+    import cv2
+
+    cv2.setNumThreads(1)  # OpenCV's thread pool is not usable after fork; one process per core anyway
     metrics = build_metrics(preset, names)
     ctx = dataclasses.replace(ctx, options={**ctx.options, "workers": 1})
     for m in metrics:

@@ -10,7 +10,7 @@ H.264 at 8 fps, in the brief's ``idNNN/promptK.mp4`` layout, each id with its ph
   the frames the metrics need), face detections and optical flows are shared between metrics through
   ``sample.cache``, reference faces once per identity, model calls are batched across videos; run
   once with ``workers=1`` (serial), once with flow threads (``--workers``, default the CPU count), and
-  once as ``ipvg score`` runs by default on a CPU: video chunks scored in forked processes
+  once as ``ipvg score`` runs by default on a CPU: video chunks scored in spawned processes
   (``--processes``, default the CPU count), each with its own models.
 
 Both use the same models (the ``offline`` preset: facesim_dlib, motion_amplitude, dynamic_degree;
@@ -117,7 +117,7 @@ def one_pass(
     """``run_scoring`` over the submission (everything recomputed); returns values, seconds, summary.
 
     ``processes=1`` runs in this process with ready metric instances; otherwise ``run_scoring`` builds
-    its metrics itself and scores video chunks in that many forked processes (0 = CPU count).
+    its metrics itself and scores video chunks in that many spawned processes (0 = CPU count).
     """
     from ipvgkit.stages.score import ScoreConfig, run_scoring
 

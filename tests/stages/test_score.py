@@ -298,16 +298,16 @@ def test_model_metrics_on_a_track2_testset(tmp_path, tom_hanks):
 
 
 def test_processes_give_the_same_rows_as_one_process(tmp_path, setup):
-    """Scoring video chunks in two forked processes changes nothing but the time."""
+    """Scoring video chunks in two spawned processes changes nothing but the time."""
     from ipvgkit.stages.score import build_metrics, parallel_processes
 
     ts, sub = setup
     serial = run_scoring(_cfg(ts, sub, tmp_path / "one", preset="offline", video_batch=1, processes=1))
     cfg = _cfg(ts, sub, tmp_path / "two", preset="offline", video_batch=1, processes=2)
     assert parallel_processes(cfg, build_metrics("offline", serial.metric_names), n_chunks=3) == 2
-    forked = run_scoring(cfg)
+    pooled = run_scoring(cfg)
     strip = ("seconds",)
-    for a, b in zip(serial.rows, forked.rows, strict=True):
+    for a, b in zip(serial.rows, pooled.rows, strict=True):
         assert {k: v for k, v in a.items() if k not in strip} == {
             k: v for k, v in b.items() if k not in strip
         }
@@ -325,3 +325,21 @@ def test_run_level_metrics_and_gpu_stay_in_one_process(setup):
     assert parallel_processes(ScoreConfig(processes=4, device="cuda"), plain, n_chunks=8) == 1
     assert parallel_processes(ScoreConfig(processes=4), plain, n_chunks=3) == 3
     assert parallel_processes(ScoreConfig(processes=4), plain, n_chunks=1) == 1
+
+
+@pytest.mark.slow
+def test_processes_work_from_a_stdin_script(tmp_path, setup):
+    """Spawned workers must not try to re-run a ``python -`` main script (it names no file)."""
+    import subprocess
+    import sys
+
+    ts, sub = setup
+    script = (
+        "from ipvgkit.stages.score import ScoreConfig, run_scoring\n"
+        f"r = run_scoring(ScoreConfig(submission={str(sub)!r}, cases={str(ts)!r}, preset='offline',"
+        f" out={str(tmp_path / 'o')!r}, video_batch=1, processes=2))\n"
+        "print(r.scored)\n"
+    )
+    out = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "3"

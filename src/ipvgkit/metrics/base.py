@@ -187,9 +187,9 @@ class Metric(ABC):
     name: ClassVar[str]
     family: ClassVar[str]
     higher_is_better: ClassVar[bool] = True
-    # True when the metric may run in a process forked from a scorer that already used its libraries:
-    # no torch/onnxruntime models (they do not survive a fork once their thread pools started).
-    fork_safe: ClassVar[bool] = False
+    # True when scoring video chunks in several CPU processes pays off for this metric: it runs no
+    # torch/onnxruntime model (those use every core already and would be loaded once per process).
+    process_parallel: ClassVar[bool] = False
     description: ClassVar[str] = ""
 
     def model_files(self) -> list[ModelFile]:

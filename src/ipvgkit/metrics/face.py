@@ -328,7 +328,7 @@ class FaceSimDlib(_FaceMetric):
 
     name = "facesim_dlib"
     backend_name = "dlib"
-    fork_safe = True  # dlib only
+    process_parallel = True  # dlib only
     description = "max(0, 1 - d/1.2) of dlib 128-d descriptor distance d (0.6 -> 0.5), ref vs 16 frames"
 
     feature_key = "dlib"

@@ -82,7 +82,7 @@ class MotionAmplitude(Metric):
     """
 
     name = "motion_amplitude"
-    fork_safe = True  # OpenCV only
+    process_parallel = True  # OpenCV only
     family = "motion"
     description = "Farneback flow between consecutive frames, maps resized to width 16, |mean signed flow|"
 
@@ -139,7 +139,7 @@ class DynamicDegree(Metric):
     """
 
     name = "dynamic_degree"
-    fork_safe = True  # OpenCV only
+    process_parallel = True  # OpenCV only
     family = "motion"
     description = "VBench-like dynamic degree (Farneback flow at ~8 fps; 1.0 dynamic / 0.0 static)"
 

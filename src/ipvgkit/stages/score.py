@@ -18,10 +18,13 @@ and without failures is reused; ``overwrite`` recomputes everything.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import math
+import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -535,18 +538,16 @@ def parallel_processes(cfg: ScoreConfig, metrics: list[Metric], n_chunks: int, c
 
     One process (everything in line) on a GPU, with metric instances passed in by a caller, when a
     metric keeps run-level state across videos (``finalize``, e.g. ``fid``), when a metric is not
-    ``fork_safe`` (torch/onnxruntime models: their thread pools do not survive a fork, and they use
-    every core already) or where ``fork`` is not available; else ``cfg.processes``, or automatically
-    the CPU count when there are several chunks. Each process loads its own models.
+    ``process_parallel`` (torch/onnxruntime models use every core already and are not worth a copy per
+    process); else ``cfg.processes``, or automatically the CPU count when there are several chunks.
+    Processes are *spawned* (a fork of a process with running threads can deadlock) and each loads its
+    own models, so a pool only pays off for several videos.
     """
-    import multiprocessing as mp
     import os
 
     if custom or n_chunks < 2 or not cfg.device.startswith("cpu"):
         return 1
-    if "fork" not in mp.get_all_start_methods():
-        return 1
-    if any(type(m).finalize is not Metric.finalize or not m.fork_safe for m in metrics):
+    if any(type(m).finalize is not Metric.finalize or not m.process_parallel for m in metrics):
         return 1
     wanted = cfg.processes or (os.cpu_count() or 1)
     return max(1, min(wanted, n_chunks, 16))
@@ -559,7 +560,7 @@ def _worker_init(preset: str | None, names: list[str], ctx: MetricContext) -> No
     """Runs once in each scoring process: build and load its own metrics."""
     import cv2
 
-    cv2.setNumThreads(1)  # OpenCV's thread pool is not usable after fork; one process per core anyway
+    cv2.setNumThreads(1)  # one process per core already
     metrics = build_metrics(preset, names)
     ctx = dataclasses.replace(ctx, options={**ctx.options, "workers": 1})
     for m in metrics:
@@ -571,6 +572,22 @@ def _worker_chunk(chunk: list[tuple[Case, Path]], names: list[str], sig: str) ->
     timings: dict[str, float] = {}
     rows = _score_chunk(chunk, _WORKER["metrics"], names, sig, timings, _WORKER["ref_caches"])
     return rows, timings
+
+
+@contextlib.contextmanager
+def _spawnable_main():
+    """Hide ``__main__.__file__`` while workers start when it names no file (``python -``, ``<stdin>``):
+    spawned children would try to re-run it and die."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    hide = path is not None and not os.path.isfile(path)
+    if hide:
+        del main.__file__
+    try:
+        yield
+    finally:
+        if hide:
+            main.__file__ = path
 
 
 def _score_in_processes(
@@ -588,11 +605,12 @@ def _score_in_processes(
 
     with ProcessPoolExecutor(
         max_workers=procs,
-        mp_context=mp.get_context("fork"),
+        mp_context=mp.get_context("spawn"),
         initializer=_worker_init,
         initargs=(preset, names, ctx),
     ) as pool:
-        futures = [pool.submit(_worker_chunk, c, names, sig) for c in chunks]
+        with _spawnable_main():
+            futures = [pool.submit(_worker_chunk, c, names, sig) for c in chunks]
         for fut in futures:
             rows, t = fut.result()
             for k, v in t.items():

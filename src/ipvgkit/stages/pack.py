@@ -13,7 +13,6 @@ Every problem line starts with the file's path relative to the submission folder
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import re
 import shutil
@@ -218,14 +217,6 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def _pool_context():
-    """``fork`` where it exists: workers start in milliseconds and never re-import ``__main__`` (so
-    the library also works from notebooks and ``python -`` scripts). They only run :func:`probe_item`."""
-    if "fork" in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context()
-
-
 def probe_items(
     items: Sequence[tuple],
     workers: int = 0,
@@ -251,8 +242,12 @@ def probe_items(
     from concurrent.futures import ProcessPoolExecutor
 
     chunk = max(1, min(16, n // (workers * 8)))
-    with ProcessPoolExecutor(max_workers=min(workers, n), mp_context=_pool_context()) as ex:
-        for facts in ex.map(probe_item, items, chunksize=chunk):
+    from ipvgkit.procs import pool_context, spawnable_main
+
+    with ProcessPoolExecutor(max_workers=min(workers, n), mp_context=pool_context()) as ex:
+        with spawnable_main():
+            mapped = ex.map(probe_item, items, chunksize=chunk)
+        for facts in mapped:
             results.append(facts)
             if progress:
                 progress(phase, len(results), n)

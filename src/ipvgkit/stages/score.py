@@ -18,13 +18,10 @@ and without failures is reused; ``overwrite`` recomputes everything.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import math
-import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -540,8 +537,8 @@ def parallel_processes(cfg: ScoreConfig, metrics: list[Metric], n_chunks: int, c
     metric keeps run-level state across videos (``finalize``, e.g. ``fid``), when a metric is not
     ``process_parallel`` (torch/onnxruntime models use every core already and are not worth a copy per
     process); else ``cfg.processes``, or automatically the CPU count when there are several chunks.
-    Processes are *spawned* (a fork of a process with running threads can deadlock) and each loads its
-    own models, so a pool only pays off for several videos.
+    Workers are forked only from a single-threaded process, else spawned (``ipvgkit.procs``), and each
+    loads its own models, so a pool only pays off for several videos.
     """
     import os
 
@@ -574,22 +571,6 @@ def _worker_chunk(chunk: list[tuple[Case, Path]], names: list[str], sig: str) ->
     return rows, timings
 
 
-@contextlib.contextmanager
-def _spawnable_main():
-    """Hide ``__main__.__file__`` while workers start when it names no file (``python -``, ``<stdin>``):
-    spawned children would try to re-run it and die."""
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    hide = path is not None and not os.path.isfile(path)
-    if hide:
-        del main.__file__
-    try:
-        yield
-    finally:
-        if hide:
-            main.__file__ = path
-
-
 def _score_in_processes(
     chunks: list[list[tuple[Case, Path]]],
     procs: int,
@@ -600,16 +581,17 @@ def _score_in_processes(
     timings: dict[str, float],
 ):
     """Yield each chunk's rows as the processes finish them (in order); add their timings up."""
-    import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
+
+    from ipvgkit.procs import pool_context, spawnable_main
 
     with ProcessPoolExecutor(
         max_workers=procs,
-        mp_context=mp.get_context("spawn"),
+        mp_context=pool_context(),
         initializer=_worker_init,
         initargs=(preset, names, ctx),
     ) as pool:
-        with _spawnable_main():
+        with spawnable_main():
             futures = [pool.submit(_worker_chunk, c, names, sig) for c in chunks]
         for fut in futures:
             rows, t = fut.result()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -200,56 +200,70 @@ class FaceSimArc(_FaceMetric):
         return self.backend.embed_crops(crops)
 
 
+class _CropModelMetric(_FaceMetric):
+    """A face metric whose features come from a torch model run on the 224 aligned RGB face crops.
+
+    Subclasses name the model's file (``model_file``) and say how to load and run the model.
+    """
+
+    model_file: ClassVar[ModelFile]
+
+    def __init__(self, n_frames: int = 16, skip_zero: bool = False, backend: str | None = None):
+        super().__init__(n_frames=n_frames, skip_zero=skip_zero, backend=backend)
+        self.model: Any = None
+
+    def model_files(self) -> list[ModelFile]:
+        return super().model_files() + [self.model_file]
+
+    def load(self, ctx: MetricContext) -> None:
+        path = locate(self.model_file, ctx.models_dir)
+        super().load(ctx)
+        self.model = self.load_model(path, _torch_device(ctx.device))
+
+    @abstractmethod
+    def load_model(self, path: Path, device: str) -> Any:
+        """The loaded network."""
+
+    @abstractmethod
+    def run_model(self, crops: list[np.ndarray]) -> np.ndarray:
+        """One feature row per crop."""
+
+    def features(self, images: list[np.ndarray], faces: list[Face]) -> np.ndarray:
+        crops = [aligned_crop(img, f, 224) for img, f in zip(images, faces, strict=True)]
+        return self.run_model(crops)
+
+
 @register
-class FaceSimCur(_FaceMetric):
+class FaceSimCur(_CropModelMetric):
     """FaceSim-Cur: CurricularFace IR-101 on 224 aligned RGB crops resized to 112; max(0, cosine)."""
 
     name = "facesim_cur"
     description = "max(0, cos) of CurricularFace IR-101 embeddings of 224 aligned crops, ref vs 16 frames"
-
-    def __init__(self, n_frames: int = 16, skip_zero: bool = False, backend: str | None = None):
-        super().__init__(n_frames=n_frames, skip_zero=skip_zero, backend=backend)
-        self.recognizer: Any = None
-
-    def model_files(self) -> list[ModelFile]:
-        return super().model_files() + [files.CURRICULARFACE]
-
-    def load(self, ctx: MetricContext) -> None:
-        from ipvgkit.faces.curricular import CurricularFace
-
-        path = locate(files.CURRICULARFACE, ctx.models_dir)
-        super().load(ctx)
-        self.recognizer = CurricularFace(path, _torch_device(ctx.device))
-
+    model_file = files.CURRICULARFACE
     feature_key = "curricularface"
 
-    def features(self, images: list[np.ndarray], faces: list[Face]) -> np.ndarray:
-        crops = [aligned_crop(img, f, 224) for img, f in zip(images, faces, strict=True)]
-        return self.recognizer.embed_crops(crops, self.batch_size)
+    def load_model(self, path: Path, device: str) -> Any:
+        from ipvgkit.faces.curricular import CurricularFace
+
+        return CurricularFace(path, device)
+
+    def run_model(self, crops: list[np.ndarray]) -> np.ndarray:
+        return self.model.embed_crops(crops, self.batch_size)
 
 
-class _InceptionMetric(_FaceMetric):
+class _InceptionMetric(_CropModelMetric):
     """InceptionV3 features of the 224 aligned RGB face crop resized to 299, [0,1], no normalisation."""
 
-    def __init__(self, n_frames: int = 16, skip_zero: bool = False, backend: str | None = None):
-        super().__init__(n_frames=n_frames, skip_zero=skip_zero, backend=backend)
-        self.inception: Any = None
-
-    def model_files(self) -> list[ModelFile]:
-        return super().model_files() + [files.INCEPTION_FID]
-
-    def load(self, ctx: MetricContext) -> None:
-        from ipvgkit.faces.inception import InceptionFeatures
-
-        path = locate(files.INCEPTION_FID, ctx.models_dir)
-        super().load(ctx)
-        self.inception = InceptionFeatures(path, _torch_device(ctx.device))
-
+    model_file = files.INCEPTION_FID
     feature_key = "inception"
 
-    def features(self, images: list[np.ndarray], faces: list[Face]) -> np.ndarray:
-        crops = [aligned_crop(img, f, 224) for img, f in zip(images, faces, strict=True)]
-        return self.inception.features(crops, self.batch_size)
+    def load_model(self, path: Path, device: str) -> Any:
+        from ipvgkit.faces.inception import InceptionFeatures
+
+        return InceptionFeatures(path, device)
+
+    def run_model(self, crops: list[np.ndarray]) -> np.ndarray:
+        return self.model.features(crops, self.batch_size)
 
 
 @register

@@ -77,3 +77,11 @@ class VideoBackend(Protocol):
 
     def describe(self) -> dict:
         """Settings to record in ``generation.jsonl`` / the resolved config (model, dtype, device, ...)."""
+
+
+def raise_problems(request: GenerationRequest, problems: list[str]) -> None:
+    """The shared end of every backend's ``check``: one ``CaseError`` naming the case and all problems."""
+    if problems:
+        from ipvgkit.errors import CaseError
+
+        raise CaseError(request.case_id, "; ".join(problems))

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from ipvgkit.errors import CaseError, InputError, MissingDependencyError, MissingWeightsError, UsageError
+from ipvgkit.errors import InputError, MissingDependencyError, MissingWeightsError, UsageError
 from ipvgkit.faces import files as face_files
 from ipvgkit.models import frames, identity, runtime
-from ipvgkit.models.base import GenerationRequest, ModelOptions
+from ipvgkit.models.base import GenerationRequest, ModelOptions, raise_problems
 from ipvgkit.models.resolve import ResolvedModel
 from ipvgkit.weights import ModelFile, find, register_file
 
@@ -136,9 +136,7 @@ class ConsisIDBackend:
 
     def check(self, request: GenerationRequest) -> None:
         """Raise ``CaseError`` naming the case when the request cannot be generated."""
-        problems = self.problems(request)
-        if problems:
-            raise CaseError(request.case_id, "; ".join(problems))
+        raise_problems(request, self.problems(request))
 
     # ------------------------------------------------------------------ face inputs
     def _eva_model(self) -> Any:

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from ipvgkit.errors import CaseError, InputError, MissingWeightsError, UsageError
+from ipvgkit.errors import InputError, MissingWeightsError, UsageError
 from ipvgkit.models import frames, identity, lora, runtime, timeline_attn
-from ipvgkit.models.base import GenerationRequest, ModelOptions
+from ipvgkit.models.base import GenerationRequest, ModelOptions, raise_problems
 from ipvgkit.models.resolve import ResolvedModel
 
 log = logging.getLogger(__name__)
@@ -100,9 +100,7 @@ class WanBackend:
 
     def check(self, request: GenerationRequest) -> None:
         """Raise ``CaseError`` naming the case when the request cannot be generated."""
-        problems = self.problems(request)
-        if problems:
-            raise CaseError(request.case_id, "; ".join(problems))
+        raise_problems(request, self.problems(request))
 
     # ------------------------------------------------------------------ loading
     def load(self) -> None:

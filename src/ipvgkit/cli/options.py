@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -40,3 +41,37 @@ ModelsDirOpt = Annotated[
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def opt(*names: str, help: str, **kw: Any):  # noqa: A002 - mirrors typer's keyword
+    """A ``typer.Option`` without a shown default (defaults live in the config dataclasses)."""
+    return typer.Option(*names, help=help, show_default=False, **kw)
+
+
+def config_values(**options: Any) -> dict[str, Any]:
+    """The explicit CLI options as a config dict for :func:`ipvgkit.config.resolve`.
+
+    Options left unset (None, an unset flag False, an empty list) are dropped so that the config file
+    and the dataclass defaults apply; Enums become their values, Paths strings; nested dicts (a
+    sub-config) are converted the same way and dropped when empty.
+    """
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        conv = _config_value(value)
+        if conv is not None:
+            out[key] = conv
+    return out
+
+
+def _config_value(value: Any) -> Any:
+    if value is None or value is False:
+        return None
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return config_values(**value) or None
+    if isinstance(value, (list, tuple)):
+        return [_config_value(v) for v in value] or None
+    return value

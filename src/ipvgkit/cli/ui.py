@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,6 +18,8 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+from ipvgkit.progress import Progress as StageProgress
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -44,3 +47,37 @@ def progress(enabled: bool = True):
     )
     with bar:
         yield bar
+
+
+class BarProgress(StageProgress):
+    """:class:`ipvgkit.progress.Progress` drawn as rich bars on stderr: one bar per phase."""
+
+    def __init__(self, bar: Progress) -> None:
+        self.bar = bar
+        self.tasks: dict[str, Any] = {}
+        self.current: Any = None
+
+    def phase(self, name: str, total: int | None = None) -> None:
+        if name not in self.tasks:
+            self.tasks[name] = self.bar.add_task(escape(name), total=total)
+        else:
+            self.bar.update(self.tasks[name], total=total)
+        self.current = self.tasks[name]
+
+    def advance(self, n: int = 1) -> None:
+        if self.current is not None:
+            self.bar.advance(self.current, n)
+
+    def status(self, text: str) -> None:
+        if self.current is not None:
+            self.bar.update(self.current, description=escape(text))
+
+    def log(self, msg: str) -> None:
+        self.bar.console.print(escape(msg), highlight=False)
+
+
+@contextmanager
+def stage_progress(enabled: bool = True):
+    """A :class:`ipvgkit.progress.Progress` for a stage call: rich bars on stderr when enabled."""
+    with progress(enabled=enabled) as bar:
+        yield BarProgress(bar)

@@ -130,6 +130,31 @@ class WanTraining:
         self._need("text")
         return timeline_attn.build_context(self.text, prompt, event_texts, self.device, self.weight_dtype)
 
+    @torch.no_grad()
+    def timeline_conditions(
+        self,
+        prompt: str,
+        events: list[Any],
+        frames: int,
+        fps: float,
+        height: int,
+        width: int,
+        n_ref: int,
+        mode: str = "masked",
+    ) -> tuple[torch.Tensor, timeline_attn.TimelineState]:
+        """The timeline context of one clip (events in seconds) and the processor state that generation
+        builds for it (:mod:`ipvgkit.models.timeline_attn`)."""
+        from ipvgkit.data.cases import Event
+
+        evs = [Event(float(e.start), float(e.end), e.text) for e in events]
+        ctx = self.timeline_context(prompt, [e.text for e in evs])
+        weights = timeline_attn.frame_event_weights(evs, "seconds", frames, fps, mode, n_ref)
+        bias = timeline_attn.attention_bias(weights, ctx.token_group, mode)
+        p_h, p_w = self.transformer.config.patch_size[1:]
+        tpf = (height // (8 * p_h)) * (width // (8 * p_w))
+        state = timeline_attn.TimelineState(bias=bias, tokens_per_frame=tpf, context=ctx)
+        return ctx.embeds, state
+
     def _normalise(self, z: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(self.vae.config.latents_mean, device=z.device).view(1, -1, 1, 1, 1)
         std = torch.tensor(self.vae.config.latents_std, device=z.device).view(1, -1, 1, 1, 1)

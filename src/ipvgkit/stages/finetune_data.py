@@ -48,49 +48,37 @@ class TrainSample:
     refs: list[Any] | None = None  # PIL images
 
 
-def load_clip(path: Path, t_start: float, frames: int, fps: float, height: int, width: int) -> np.ndarray:
-    """``frames`` RGB frames at times ``t_start + i / fps`` (each the last frame shown at or before that
-    time), fitted to ``width x height``: uint8 ``(frames, height, width, 3)``."""
-    import av
+def load_clip(
+    path: Path,
+    t_start: float,
+    frames: int,
+    fps: float,
+    height: int,
+    width: int,
+    file_fps: float | None = None,
+) -> np.ndarray:
+    """``frames`` RGB frames at times ``t_start + i / fps``: frame ``round(i * file_fps / fps)`` of the
+    file's frames from ``t_start`` on (:func:`ipvgkit.media.decode_range.decode_range`, seeking by
+    time), each fitted to ``width x height``: uint8 ``(frames, height, width, 3)``."""
     from PIL import Image
 
-    want = [t_start + i / fps for i in range(frames)]
-    eps = 1e-4
-    kept: list[tuple[float, Any]] = []  # (time, av frame): the last one at/before want[0], then later ones
-    frame_dur = 0.0
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate
-            frame_dur = 1.0 / float(rate) if rate else 0.0
-            if t_start > 1.0:
-                container.seek(int((t_start - 1.0) / stream.time_base), stream=stream, backward=True)
-            for frame in container.decode(stream):
-                if frame.pts is None:
-                    continue
-                t = float(frame.pts * stream.time_base)
-                if t > want[-1] + eps:
-                    break
-                if t <= want[0] + eps:
-                    kept = [(t, frame)]
-                else:
-                    kept.append((t, frame))
-    except (OSError, av.error.FFmpegError) as exc:
-        raise MediaError(f"{path}: cannot decode ({exc})") from None
-    if not kept or kept[0][0] > want[0] + eps or kept[-1][0] + frame_dur + eps < want[-1]:
-        raise MediaError(f"{path}: no frames for {want[0]:.3f}s..{want[-1]:.3f}s (clip too short?)")
-    out, j = [], 0
-    for w in want:
-        while j + 1 < len(kept) and kept[j + 1][0] <= w + eps:
-            j += 1
-        out.append(j)
-    fitted = {
-        j: np.asarray(
-            identity.fit_image(Image.fromarray(kept[j][1].to_ndarray(format="rgb24")), width, height)
+    from ipvgkit.media import probe_video
+    from ipvgkit.media.decode_range import decode_range
+
+    rate = file_fps or probe_video(path).fps
+    if not rate or rate <= 0:
+        raise MediaError(f"{path}: unknown frame rate")
+    idx = [round(i * rate / fps) for i in range(frames)]
+    want = set(idx)
+    rng = decode_range(path, t_start, t_start + (idx[-1] + 1) / rate, keep=lambda i: i in want)
+    got = dict(zip(rng.kept_index, rng.frames, strict=True))
+    missing = [i for i in idx if i not in got]
+    if missing:
+        raise MediaError(
+            f"{path}: {len(missing)} of {frames} frames missing from {t_start:.3f}s (clip too short?)"
         )
-        for j in set(out)
-    }
-    return np.stack([fitted[j] for j in out])
+    fitted = {i: np.asarray(identity.fit_image(Image.fromarray(got[i]), width, height)) for i in want}
+    return np.stack([fitted[i] for i in idx])
 
 
 def _cache_entry(prep: Path, s: Sample, want: dict[str, str]) -> tuple[Path | None, str | None, bool]:
@@ -190,7 +178,9 @@ class TrainData:
             if "ref_latents" in t:
                 out.ref_latents = t["ref_latents"][:, : cfg.num_refs]
         if out.latents is None:
-            clip = load_clip(self.video_path(s), s.t_start, cfg.frames, cfg.fps, cfg.height, cfg.width)
+            clip = load_clip(
+                self.video_path(s), s.t_start, cfg.frames, cfg.fps, cfg.height, cfg.width, s.video_fps
+            )
             out.frames = torch.from_numpy(clip)
         if cfg.method == "reference-concat" and out.ref_latents is None:
             out.refs = [identity.open_image(self.prep / r) for r in s.ref_images[: cfg.num_refs]]

@@ -36,7 +36,7 @@ def _save_variant(models_dir, dest, **pipe_kwargs):
 def test_loop_matches_diffusers_on_wan22_layouts(models_dir, tmp_path, variant):
     folder = _save_variant(models_dir, tmp_path / "wan22", **dict(variant))
     backend = load_backend(ModelOptions(model=str(folder)))
-    req = request(steps=4, seed=5)
+    req = request(steps=4, seed=5, negative_prompt="")
     ours = backend.generate(req)
     pipe = backend.pipeline()
     ref = pipe(

@@ -40,7 +40,6 @@ class ModelOptions:
     lora_fuse: bool = False  # merge the weighted LoRAs into the weights after loading (ipvgkit.models.lora)
     flow_shift: float | None = None  # None: per size (Wan 2.1) or the checkpoint's (Wan 2.2); models.sizes
     text_encoder: str = "device"  # device | cpu | offload: ipvgkit.models.prompts.TextEncoderPlacement
-    context_parallel: int = 1  # GPUs sharing each video (diffusers context parallelism); models.parallel
 
 
 @dataclass

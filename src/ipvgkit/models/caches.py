@@ -53,7 +53,9 @@ UNSUPPORTED = {
 def check_cache(name: str) -> None:
     """``UsageError`` for a cache name that is refused or unknown, naming the accepted ones."""
     if name in UNSUPPORTED:
-        raise UsageError(f"cache {name!r} is not supported: {UNSUPPORTED[name]}; choose one of {', '.join(CACHES)}")
+        raise UsageError(
+            f"cache {name!r} is not supported: {UNSUPPORTED[name]}; choose one of {', '.join(CACHES)}"
+        )
     if name not in CACHES:
         raise UsageError(f"unknown cache {name!r}; choose one of {', '.join(CACHES)}")
 
@@ -69,7 +71,9 @@ def cache_config(name: str) -> Any:
         # fp32 Taylor factors: diffusers' bf16 default would round the extrapolation of fp32 models
         import torch
 
-        return TaylorSeerCacheConfig(taylor_factors_dtype=torch.float32, cache_identifiers=list(TAYLORSEER_MODULES))
+        return TaylorSeerCacheConfig(
+            taylor_factors_dtype=torch.float32, cache_identifiers=list(TAYLORSEER_MODULES)
+        )
     if name == Cache.sea:
         return SeaCacheConfig()
     raise UsageError(f"cache {name!r} has no hook")
@@ -87,5 +91,7 @@ def apply_cache(pipe: Any, name: str) -> bool:
                 module.enable_cache(cache_config(name))
             except ValueError as exc:  # e.g. SeaCache has no adapter for Wan image-to-video transformers
                 msg = str(exc).strip().splitlines()[0]
-                raise UsageError(f"cache {name!r} does not work with this model's {component}: {msg}") from exc
+                raise UsageError(
+                    f"cache {name!r} does not work with this model's {component}: {msg}"
+                ) from exc
     return True

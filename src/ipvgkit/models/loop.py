@@ -81,7 +81,10 @@ def model_prediction(
     timestep = _timestep(pipe, t, full, n_ref)
     with model.cache_context(context, **(cache_kwargs or {})):
         out = model(
-            hidden_states=full.to(model.dtype), timestep=timestep, encoder_hidden_states=embeds, return_dict=False
+            hidden_states=full.to(model.dtype),
+            timestep=timestep,
+            encoder_hidden_states=embeds,
+            return_dict=False,
         )[0]
     return out[:, :, n_ref:]
 
@@ -129,7 +132,9 @@ def run_t2v(pipe: Any, inp: LoopInputs) -> np.ndarray:
         }
         noise_pred = model_prediction(pipe, model, latents, t, prompt_embeds, ref, "cond", cache_kwargs)
         if do_cfg:
-            noise_uncond = model_prediction(pipe, model, latents, t, negative_embeds, ref, "uncond", cache_kwargs)
+            noise_uncond = model_prediction(
+                pipe, model, latents, t, negative_embeds, ref, "uncond", cache_kwargs
+            )
             noise_pred = noise_uncond + inp.guidance * (noise_pred - noise_uncond)
         latents = pipe.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
     pipe._current_timestep = None

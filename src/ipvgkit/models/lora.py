@@ -141,7 +141,9 @@ def load_loras(pipe: Any, specs: Sequence[LoraSpec], default_scale: float, fuse:
             if getattr(pipe, component, None) is None:
                 continue
             extra = {"load_into_transformer_2": True} if component == "transformer_2" else {}
-            pipe.load_lora_weights(str(spec.path.parent), weight_name=spec.path.name, adapter_name=name, **extra)
+            pipe.load_lora_weights(
+                str(spec.path.parent), weight_name=spec.path.name, adapter_name=name, **extra
+            )
             adapters, scales = weights.setdefault(component, ([], []))
             adapters.append(name)
             scales.append(scale)

@@ -102,4 +102,3 @@ def apply_speed_options(pipe: Any, options: ModelOptions) -> dict:
                 module.compile()  # nn.Module.compile: torch.compile in place, the component stays the same
         applied["compile"] = True
     return applied
-

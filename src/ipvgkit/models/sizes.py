@@ -80,7 +80,10 @@ def vae_tiling_for(requested: bool | None, height: int, width: int) -> tuple[boo
     if requested is not None:
         return bool(requested), "given (--vae-tiling)" if requested else "given (--no-vae-tiling)"
     if is_hd(height, width):
-        return True, f"on by default at 720p and above ({_size(height, width)}; --no-vae-tiling to turn it off)"
+        return (
+            True,
+            f"on by default at 720p and above ({_size(height, width)}; --no-vae-tiling to turn it off)",
+        )
     return False, f"off by default below 720p ({_size(height, width)})"
 
 

@@ -43,7 +43,7 @@ class WanBackend:
         prompts.check_placement(options.text_encoder, options.offload)
         if options.flow_shift is not None and options.flow_shift <= 0:
             raise UsageError(f"flow_shift must be > 0, got {options.flow_shift}")
-        self.adapter = identity.read_adapter_info(resolved.folder, options.lora)
+        self.adapter = identity.read_adapter_info(resolved.folder, self.lora_files)
         identity.resolve_identity(options.identity, self.variant, True, self.adapter)  # UsageError early
         self.device = runtime.resolve_device(options.device)
         self.torch_dtype, self.dtype_name = runtime.resolve_dtype(options.dtype, self.device)
@@ -213,7 +213,9 @@ class WanBackend:
         negative_text, _ = prompts.negative_prompt_for(request.negative_prompt, request.guidance)
         negative = None
         if negative_text is not None:
-            negative = timeline_attn.build_context(pipe, negative_text, [], device, dtype, encode=encode).embeds
+            negative = timeline_attn.build_context(
+                pipe, negative_text, [], device, dtype, encode=encode
+            ).embeds
         return cond, negative, state
 
     def _generate(self, pipe: Any, request: GenerationRequest) -> np.ndarray:

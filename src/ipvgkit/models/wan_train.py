@@ -11,8 +11,8 @@ generation loop does, so a LoRA trained here sees at generation time what it saw
 
 from __future__ import annotations
 
+import contextlib
 import json
-import logging
 from types import SimpleNamespace
 from typing import Any
 
@@ -22,8 +22,6 @@ from ipvgkit.errors import MissingWeightsError, UsageError
 from ipvgkit.models import identity, timeline_attn
 from ipvgkit.models.resolve import ResolvedModel
 from ipvgkit.models.training import NUM_TRAIN_TIMESTEPS, Conditions, noisy_and_target
-
-log = logging.getLogger(__name__)
 
 
 class WanTraining:
@@ -179,41 +177,34 @@ class WanTraining:
         return torch.cat(out)
 
     # ------------------------------------------------------------------ the training step
-    def _timesteps(self, sigmas: torch.Tensor, full: torch.Tensor, n_ref: int) -> torch.Tensor:
-        t = (sigmas * NUM_TRAIN_TIMESTEPS).to(self.device, torch.float32)
-        if not self.expand_timesteps:
-            return t
-        p_t, p_h, p_w = self.transformer.config.patch_size
-        b, _, n_f, h, w = full.shape
-        per_frame = t.view(b, 1).repeat(1, n_f // p_t)
-        per_frame[:, : n_ref // p_t] = 0.0
-        return per_frame.repeat_interleave((h // p_h) * (w // p_w), dim=1)
-
     def predict(
         self, latents: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor, cond: Conditions
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Velocity prediction on the video frames (reference frames dropped) and the target ``e - x0``."""
+        """Velocity prediction on the video frames and the target ``e - x0``: the generation loop's own
+        transformer call (:func:`ipvgkit.models.loop.model_prediction`) at timestep ``1000 sigma``, with
+        the clean reference frames prepended and dropped from the output."""
+        from ipvgkit.models.loop import model_prediction
+
+        if self.expand_timesteps and latents.shape[0] > 1:
+            raise UsageError(
+                "per-token-timestep models (Wan 2.2 TI2V) train with batch_size 1 (use grad_accum)"
+            )
         noisy, target = noisy_and_target(latents.float(), noise.float(), sigmas)
-        ref = cond.ref_latents
-        n_ref = 0 if ref is None else ref.shape[2]
-        full = noisy if ref is None else torch.cat([ref.to(noisy), noisy], dim=2)
-        timestep = self._timesteps(sigmas, full, n_ref)
+        ref = None if cond.ref_latents is None else cond.ref_latents.to(noisy)
+        t = (sigmas * NUM_TRAIN_TIMESTEPS).to(self.device, torch.float32)
         context = cond.prompt_embeds.to(self.device, self.weight_dtype)
-        state = cond.timeline
-        control = None
-        if state is not None:
-            state.cond_embeds = context  # the processors switch on for exactly this context tensor
-            control = timeline_attn.TimelineControl(SimpleNamespace(transformer=self.transformer), state)
-            control.__enter__()
-        try:
-            pred = self.denoiser(
-                hidden_states=full.to(self.weight_dtype), timestep=timestep, encoder_hidden_states=context,
-                return_dict=False,
-            )[0]  # fmt: skip
-        finally:
-            if control is not None:
-                control.__exit__(None, None, None)
-        return pred[:, :, n_ref:].float(), target
+        pipe = SimpleNamespace(
+            config=SimpleNamespace(expand_timesteps=self.expand_timesteps), transformer=self.transformer
+        )
+        control = contextlib.nullcontext()
+        if cond.timeline is not None:
+            cond.timeline.cond_embeds = context  # the processors switch on for exactly this context tensor
+            control = timeline_attn.TimelineControl(
+                SimpleNamespace(transformer=self.transformer), cond.timeline
+            )
+        with control:
+            pred = model_prediction(pipe, _Denoiser(self.denoiser, self.transformer), noisy, t, context, ref)
+        return pred.float(), target
 
     def describe(self) -> dict:
         return {
@@ -226,3 +217,22 @@ class WanTraining:
             "loaded": list(self.loaded),
             "expand_timesteps": self.expand_timesteps,
         }
+
+
+class _Denoiser:
+    """The transformer as :func:`~ipvgkit.models.loop.model_prediction` calls it, but called through the
+    trainer's distributed wrapper (DDP must see the forward to reduce the gradients)."""
+
+    def __init__(self, wrapper: Any, transformer: Any):
+        self.wrapper = wrapper
+        self.transformer = transformer
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.transformer.dtype
+
+    def cache_context(self, *args: Any, **kwargs: Any):
+        return self.transformer.cache_context(*args, **kwargs)
+
+    def __call__(self, *args: Any, **kwargs: Any):
+        return self.wrapper(*args, **kwargs)

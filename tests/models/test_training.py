@@ -139,3 +139,13 @@ def test_lora_target_matching_nothing_lists_what_exists(models_dir):
 def test_only_text_to_video_models_train(models_dir):
     with pytest.raises(UsageError, match="WanImageToVideoPipeline"):
         WanTraining(resolve_model("tiny-wan-i2v", models_dir), "cpu", torch.float32)
+
+
+def test_lora_from_a_gathered_full_state_equals_the_peft_state(models_dir):
+    m = WanTraining(resolve_model("tiny-wan", models_dir), "cpu", torch.float32)
+    m.load(text=False, vae=False)
+    lora_train.inject_lora(m.transformer, 2, 2.0, ["to_v"])
+    direct = lora_train.diffusers_state(m.transformer)
+    gathered = lora_train.lora_from_full_state(m.transformer.state_dict())
+    assert direct.keys() == gathered.keys() and len(direct) == 8  # 2 blocks x 2 attentions x (A, B)
+    assert all(torch.equal(direct[k], gathered[k]) for k in direct)

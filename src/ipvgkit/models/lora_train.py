@@ -122,9 +122,20 @@ def diffusers_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {f"transformer.{k}": v.detach().cpu().float().contiguous() for k, v in sd.items()}
 
 
+def lora_from_full_state(full: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The diffusers-layout LoRA out of a gathered full state dict of the adapted transformer (what
+    accelerate's ``get_state_dict`` returns under FSDP / DeepSpeed): peft's ``....lora_A.default.weight``."""
+    tag = f".{ADAPTER_NAME}."
+    return {
+        "transformer." + k.replace(tag, "."): v.detach().cpu().float().contiguous()
+        for k, v in full.items()
+        if ".lora_A" + tag in k or ".lora_B" + tag in k
+    }
+
+
 def save_diffusers_lora(
     folder: Path,
-    module: torch.nn.Module,
+    state: dict[str, torch.Tensor],
     rank: int,
     alpha: float,
     layers: Sequence[str],
@@ -143,7 +154,7 @@ def save_diffusers_lora(
     metadata = {"format": "pt", METADATA_KEY: json.dumps(adapter_meta, indent=2, sort_keys=True), **meta}
     dest = Path(folder) / LORA_WEIGHT_NAME
     with atomic_path(dest) as tmp:
-        save_file(diffusers_state(module), str(tmp), metadata=metadata)
+        save_file(state, str(tmp), metadata=metadata)
     return dest
 
 
@@ -162,13 +173,13 @@ def comfy_state(diffusers_sd: dict[str, torch.Tensor], alpha: float) -> dict[str
     return out
 
 
-def export_comfy(folder: Path, module: torch.nn.Module, alpha: float, meta: dict[str, str]) -> Path:
+def export_comfy(folder: Path, state: dict[str, torch.Tensor], alpha: float, meta: dict[str, str]) -> Path:
     """Write ``folder/comfy_lora.safetensors`` in the ComfyUI layout, atomically."""
     from safetensors.torch import save_file
 
     dest = Path(folder) / COMFY_WEIGHT_NAME
     with atomic_path(dest) as tmp:
-        save_file(comfy_state(diffusers_state(module), alpha), str(tmp), metadata={"format": "pt", **meta})
+        save_file(comfy_state(state, alpha), str(tmp), metadata={"format": "pt", **meta})
     return dest
 
 

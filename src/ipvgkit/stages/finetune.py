@@ -85,6 +85,11 @@ class _Run:
         self._check_timeline()
         self.resume_from = self._check_run_folder()
         self.acc = Accelerator(cpu=cpu, mixed_precision=mp)
+        self.sharded = self.acc.distributed_type.value in ("FSDP", "DEEPSPEED")  # accelerate saves the model
+        if self.acc.distributed_type.value == "DEEPSPEED" and cfg.grad_accum > 1:
+            raise UsageError(
+                "under DeepSpeed set gradient_accumulation_steps in its config and keep grad_accum 1"
+            )
         self.model = self._load_model(dtype)
         set_seed(cfg.seed)  # the LoRA's initial A matrices
         self.layers = lora_train.inject_lora(
@@ -98,8 +103,9 @@ class _Run:
         self.scheduler = self._scheduler(optimizer)
         self.model.denoiser, self.optimizer = self.acc.prepare(self.model.trainable(), optimizer)
         self.acc.register_for_checkpointing(self.scheduler)
-        self.acc.register_save_state_pre_hook(self._save_hook)
-        self.acc.register_load_state_pre_hook(self._load_hook)
+        if not self.sharded:  # checkpoints hold the LoRA tensors only, not the frozen base weights
+            self.acc.register_save_state_pre_hook(self._save_hook)
+            self.acc.register_load_state_pre_hook(self._load_hook)
         self.saved_config = config.to_dict(cfg)
         for n in self.notes:
             self._log(n)
@@ -243,10 +249,14 @@ class _Run:
             tmp.mkdir(parents=True)
         self.acc.wait_for_everyone()
         self.acc.save_state(str(tmp))
+        digests = self._rank_digests()
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
+            if len(set(digests)) > 1:
+                self._log(f"warning: the ranks' LoRA weights differ at step {step} ({digests})")
             state = {"step": step, "micro_batches": step * self.cfg.grad_accum, "config": self.saved_config,
-                     "world_size": self.acc.num_processes, "ipvgkit": __version__}  # fmt: skip
+                     "world_size": self.acc.num_processes, "adapter_sha256_per_rank": digests,
+                     "ipvgkit": __version__}  # fmt: skip
             (tmp / ck.STATE_FILE).write_text(json.dumps(state, indent=2, default=str) + "\n")
             if final.exists():
                 shutil.rmtree(final)
@@ -255,6 +265,20 @@ class _Run:
             ck.write_loss_svg(self.out)
         self.acc.wait_for_everyone()
         return final
+
+    def _rank_digests(self) -> list[str]:
+        """sha256 of every rank's trainable tensors (equal on all ranks when data parallelism works)."""
+        import hashlib
+
+        from accelerate.utils import gather_object
+
+        if self.sharded:
+            return []
+        h = hashlib.sha256()
+        for name, t in sorted(lora_train.trainable_state(self.acc.unwrap_model(self.model.denoiser)).items()):
+            h.update(name.encode())
+            h.update(t.float().numpy().tobytes())
+        return gather_object([h.hexdigest()])
 
     # ------------------------------------------------------------------ training
     def _conditions(self, items: list) -> tuple[torch.Tensor, Conditions]:
@@ -318,7 +342,7 @@ class _Run:
         self.optimizer.zero_grad(set_to_none=True)
         loss_mean = self.acc.reduce(total / cfg.grad_accum, reduction="mean")
         return {
-            "step": step + 1, "loss": float(loss_mean), "lr": lr, "grad_norm": float(grad_norm),
+            "step": step + 1, "loss": float(loss_mean), "lr": lr, "grad_norm": None if grad_norm is None else float(grad_norm),
             "s_per_step": round(time.perf_counter() - t0, 4), **_memory(self.acc.device),
             "samples": gather_object(ids),
         }  # fmt: skip
@@ -352,17 +376,20 @@ class _Run:
         from ipvgkit.models.identity import ADAPTER_FILE
 
         dest = self.out / FINAL
+        if self.sharded:  # a collective: every rank takes part in gathering the sharded tensors
+            state = lora_train.lora_from_full_state(self.acc.get_state_dict(self.model.denoiser))
+        else:
+            state = lora_train.diffusers_state(self.acc.unwrap_model(self.model.denoiser))
         if self.acc.is_main_process:
             cfg = self.cfg
-            module = self.acc.unwrap_model(self.model.denoiser)
             meta = {"ipvg_base_model": cfg.model, "ipvg_identity": cfg.method, "ipvg_steps": str(steps),
                     "ipvg_version": __version__, "ipvg_config": json.dumps(self.saved_config, default=str)}  # fmt: skip
             tmp = self.out / f".{FINAL}.tmp-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
-            lora_train.save_diffusers_lora(tmp, module, cfg.lora.rank, cfg.lora.alpha, self.layers, meta)
+            lora_train.save_diffusers_lora(tmp, state, cfg.lora.rank, cfg.lora.alpha, self.layers, meta)
             if "comfy" in cfg.export:
-                lora_train.export_comfy(tmp, module, cfg.lora.alpha, meta)
+                lora_train.export_comfy(tmp, state, cfg.lora.alpha, meta)
             info = {"identity": cfg.method, "base_model": cfg.model, "steps": steps, "lora": lora_train.LORA_WEIGHT_NAME,
                     "rank": cfg.lora.rank, "alpha": cfg.lora.alpha, "frames": cfg.frames, "height": cfg.height,
                     "width": cfg.width, "config": self.saved_config}  # fmt: skip

@@ -301,8 +301,8 @@ def _sample(spec: SampleSpec, cfg: WorkConfig) -> Sample:
     face_box = spec.face_box or (ref.xyxy_norm if ref.same_segment and not ref.pixels else None)
     return Sample(
         sample_id=spec.sample_id, source=spec.source, identity_id=spec.identity_id, video=spec.video,
-        frame_start=spec.frame_start, frame_end=spec.frame_end, fps=spec.fps, t_start=round(spec.t_start, 6),
-        t_end=round(spec.t_end, 6), caption=spec.caption, events=events, ref_images=[ref_rel],
+        frame_start=spec.frame_start, frame_end=spec.frame_end, fps=spec.fps, t_start=spec.t_start,
+        t_end=spec.t_end, caption=spec.caption, events=events, ref_images=[ref_rel],
         ref_same_segment=ref.same_segment, face_box=list(face_box) if face_box else None, width=rng.width,
         height=rng.height, bucket={"height": bh, "width": bw, "frames": n_bucket, "fps": cfg.settings.fps},
         quality=quality, face_embedding=emb_rel, video_id=spec.video_id, video_fps=round(rng.fps, 6),

@@ -18,7 +18,9 @@ SMALL = SampleSettings(buckets=["96x128", "128x96"], max_frames=33)
 
 def _cfg(ann, videos, out, **kw):
     kw.setdefault("face_backend", "none")
-    return PrepareConfig(source="vip200k", annotations=ann, videos=videos, out=out, workers=1, sample=SMALL, **kw)
+    return PrepareConfig(
+        source="vip200k", annotations=ann, videos=videos, out=out, workers=1, sample=SMALL, **kw
+    )
 
 
 @pytest.fixture(scope="module")

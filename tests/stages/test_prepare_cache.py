@@ -51,8 +51,17 @@ def test_cache_then_reuse_and_invalidate_on_bucket_change(tmp_path):
 
 def test_bucket_pixels_pick_the_frame_nearest_each_training_time(tmp_path):
     ann, videos = vip200k_dataset(tmp_path / "d")
-    run_prepare(PrepareConfig(source="vip200k", annotations=ann, videos=videos, out=tmp_path / "p", workers=1,
-                              face_backend="none", sample=SampleSettings(buckets=["96x128"], max_frames=9)))
+    run_prepare(
+        PrepareConfig(
+            source="vip200k",
+            annotations=ann,
+            videos=videos,
+            out=tmp_path / "p",
+            workers=1,
+            face_backend="none",
+            sample=SampleSettings(buckets=["96x128"], max_frames=9),
+        )
+    )
     s = next(x for x in read_manifest(tmp_path / "p") if x.frame_start == 10)
     got = bucket_pixels(s)
     # 9 frames at 16 fps from frame 10 of a 30 fps file: file frames 10 + round(k * 30 / 16)

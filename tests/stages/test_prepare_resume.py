@@ -37,7 +37,9 @@ def _env():
 def test_kill_9_then_rerun_gives_the_uninterrupted_manifest(tmp_path):
     ann, videos = _dataset(tmp_path)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd(ann, videos, killed), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _cmd(ann, videos, killed), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     journal = killed / "journal.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:

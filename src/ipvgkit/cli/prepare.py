@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from ipvgkit.cli.options import ConfigOpt, DeviceOpt, JsonOpt, ModelsDirOpt, OverwriteOpt, QuietOpt, SetOpt, opt
+from ipvgkit.cli.options import (
+    ConfigOpt,
+    DeviceOpt,
+    JsonOpt,
+    ModelsDirOpt,
+    OverwriteOpt,
+    QuietOpt,
+    SetOpt,
+    opt,
+)
 from ipvgkit.stages.prepare_engines import Engine
 
 EPILOG = """Examples:
@@ -36,13 +45,18 @@ app = typer.Typer(
     epilog=EPILOG,
 )
 
-OutOpt = Annotated[Path | None, opt("--out", "-o", help="Output folder (manifest.jsonl, refs/, rejects.jsonl).")]
+OutOpt = Annotated[
+    Path | None, opt("--out", "-o", help="Output folder (manifest.jsonl, refs/, rejects.jsonl).")
+]
 EngineOpt = Annotated[Engine | None, opt("--engine", help="local (process pool, default) or ray (Ray Data).")]
 WorkersOpt = Annotated[int | None, opt("--workers", "-j", help="Worker processes / Ray CPUs (default 2).")]
-RayOpt = Annotated[str | None, opt("--ray-address", help="An existing Ray cluster (default: start a local one).")]
+RayOpt = Annotated[
+    str | None, opt("--ray-address", help="An existing Ray cluster (default: start a local one).")
+]
 LimitOpt = Annotated[int | None, opt("--limit", help="Only the first N annotated items.")]
 FaceOpt = Annotated[
-    str | None, opt("--face-backend", help="auto (default: buffalo_l, else dlib, else none), none, or a name.")
+    str | None,
+    opt("--face-backend", help="auto (default: buffalo_l, else dlib, else none), none, or a name."),
 ]
 CacheLatentsOpt = Annotated[bool, opt("--cache-latents", help="Also cache VAE latents + text embeddings.")]
 ModelOpt = Annotated[str | None, opt("--model", help="Model for --cache-latents (e.g. tiny-wan).")]
@@ -86,7 +100,9 @@ def _raise_if_rejected(report) -> None:
 
     if report.rejects:
         problems = [f"{reason}: {n}" for reason, n in report.by_reason.items()]
-        raise CheckFailed(f"{len(report.rejects)} item(s) rejected, see {report.out / 'rejects.jsonl'}", problems)
+        raise CheckFailed(
+            f"{len(report.rejects)} item(s) rejected, see {report.out / 'rejects.jsonl'}", problems
+        )
 
 
 def vip200k(

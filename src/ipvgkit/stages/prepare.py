@@ -22,7 +22,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ipvgkit.data.manifest import MANIFEST_NAME, REJECTS_NAME, JournalWriter, Sample, read_journal, read_manifest
+from ipvgkit.data.manifest import (
+    MANIFEST_NAME,
+    REJECTS_NAME,
+    JournalWriter,
+    Sample,
+    read_journal,
+    read_manifest,
+)
 from ipvgkit.data.sources.base import Reject, SampleSpec, Source, spec_to_dict
 from ipvgkit.errors import InputError, UsageError
 from ipvgkit.fsutil import atomic_write_text
@@ -144,7 +151,9 @@ def check_out_folder(out: Path, source: str, overwrite: bool) -> None:
         except json.JSONDecodeError:
             raise InputError(f"{record}: not valid JSON (not a prepare folder?)") from None
         if rec.get("source") != source and not overwrite:
-            raise InputError(f"{out} holds a {rec.get('source')!r} prepare run, not {source!r} (use another --out)")
+            raise InputError(
+                f"{out} holds a {rec.get('source')!r} prepare run, not {source!r} (use another --out)"
+            )
     if (out / MANIFEST_NAME).is_file() and not overwrite:
         read_manifest(out, source=source)  # raises on another schema or source
 
@@ -157,7 +166,9 @@ def folder_lock(out: Path) -> Iterator[None]:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise UsageError(f"another `ipvg prepare` is writing {out}; wait for it or use another --out") from None
+            raise UsageError(
+                f"another `ipvg prepare` is writing {out}; wait for it or use another --out"
+            ) from None
         yield
 
 
@@ -241,11 +252,15 @@ def _cached(out: Path) -> dict[str, dict[str, str]]:
     if not (out / MANIFEST_NAME).is_file():
         return {}
     return {
-        s.sample_id: {k: v for k, v in s.cache.items() if (out / v).is_file()} for s in read_manifest(out) if s.cache
+        s.sample_id: {k: v for k, v in s.cache.items() if (out / v).is_file()}
+        for s in read_manifest(out)
+        if s.cache
     }
 
 
-def _finish(out: Path, specs: list[SampleSpec], rejects: list[Reject], done: dict, report: PrepareReport) -> None:
+def _finish(
+    out: Path, specs: list[SampleSpec], rejects: list[Reject], done: dict, report: PrepareReport
+) -> None:
     samples, rej = [], [r.to_dict() for r in rejects]
     cached = _cached(out)
     for s in specs:

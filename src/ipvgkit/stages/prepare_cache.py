@@ -97,9 +97,13 @@ def _load(cfg: CacheConfig):
     from ipvgkit.models.base import ModelOptions
     from ipvgkit.models.registry import load_backend
 
-    backend = load_backend(ModelOptions(model=cfg.model, device=cfg.device, dtype="fp32", models_dir=cfg.models_dir))
+    backend = load_backend(
+        ModelOptions(model=cfg.model, device=cfg.device, dtype="fp32", models_dir=cfg.models_dir)
+    )
     if not hasattr(backend, "pipeline") or backend.name not in ("wan", "wan-vace"):
-        raise UsageError(f"latent caching needs a Wan model; {cfg.model!r} runs on the {backend.name} backend")
+        raise UsageError(
+            f"latent caching needs a Wan model; {cfg.model!r} runs on the {backend.name} backend"
+        )
     return backend
 
 

@@ -48,7 +48,10 @@ def _detector():
 
 
 def _clip(beg: int, end: int) -> dict:
-    return {"beg": {"frame_num": beg, "framerate": FRAMERATE}, "end": {"frame_num": end, "framerate": FRAMERATE}}
+    return {
+        "beg": {"frame_num": beg, "framerate": FRAMERATE},
+        "end": {"frame_num": end, "framerate": FRAMERATE},
+    }
 
 
 def write_vip200k_demo(folder: Path) -> tuple[Path, Path, str]:

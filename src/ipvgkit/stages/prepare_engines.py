@@ -31,7 +31,9 @@ def check_engine(engine: str) -> None:
         raise MissingDependencyError(f"{RAY_HINT} ({e})") from None
 
 
-def run_engine(engine: str, specs: list[dict[str, Any]], wcfg: WorkConfig, cfg: Any) -> Iterator[dict[str, Any]]:
+def run_engine(
+    engine: str, specs: list[dict[str, Any]], wcfg: WorkConfig, cfg: Any
+) -> Iterator[dict[str, Any]]:
     """Results of ``process_spec`` for every spec (order not kept)."""
     if not specs:
         return iter(())
@@ -50,7 +52,9 @@ def _local(specs: list[dict[str, Any]], wcfg: WorkConfig, workers: int) -> Itera
     todo = iter(specs)
     with ProcessPoolExecutor(max_workers=min(workers, len(specs)), mp_context=pool_context()) as ex:
         with spawnable_main():
-            pending = {ex.submit(process_spec, s, wcfg) for _, s in zip(range(4 * workers), todo, strict=False)}
+            pending = {
+                ex.submit(process_spec, s, wcfg) for _, s in zip(range(4 * workers), todo, strict=False)
+            }
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in finished:
@@ -60,7 +64,9 @@ def _local(specs: list[dict[str, Any]], wcfg: WorkConfig, workers: int) -> Itera
                     pending.add(ex.submit(process_spec, nxt, wcfg))
 
 
-def _ray(specs: list[dict[str, Any]], wcfg: WorkConfig, workers: int, address: str | None) -> Iterator[dict[str, Any]]:
+def _ray(
+    specs: list[dict[str, Any]], wcfg: WorkConfig, workers: int, address: str | None
+) -> Iterator[dict[str, Any]]:
     import logging
 
     import ray

@@ -16,7 +16,9 @@ def _spread(values: list[float], digits: int = 3) -> dict[str, float] | None:
     if not values:
         return None
     a = np.asarray(values, dtype=np.float64)
-    return {k: round(float(f(a)), digits) for k, f in (("min", np.min), ("median", np.median), ("max", np.max))}
+    return {
+        k: round(float(f(a)), digits) for k, f in (("min", np.min), ("median", np.median), ("max", np.max))
+    }
 
 
 def prepare_stats(folder: Path) -> dict[str, Any]:
@@ -39,7 +41,9 @@ def prepare_stats(folder: Path) -> dict[str, Any]:
         "duration_s": _spread(durations),
         "resolutions": dict(Counter(f"{s.width}x{s.height}" for s in samples).most_common()),
         "buckets": dict(
-            Counter(f"{b['height']}x{b['width']}x{b['frames']}" for s in samples if (b := s.bucket)).most_common()
+            Counter(
+                f"{b['height']}x{b['width']}x{b['frames']}" for s in samples if (b := s.bucket)
+            ).most_common()
         ),
         "caption_words": _spread([len(s.caption.split()) for s in samples], 1),
         "ref_same_segment": sum(1 for s in samples if s.ref_same_segment),

@@ -126,7 +126,9 @@ def _decode(spec: SampleSpec, cfg: WorkConfig):
     keep = {int(x) for x in np.linspace(0, expected - 1, max(1, cfg.settings.quality_frames))}
     rng = decode_range(Path(spec.video), spec.t_start, t_end, keep=lambda i: i in keep)
     if rng.n_in_range == 0:
-        raise _Rejected("too-short", f"no frame at {spec.t_start:.3f}s (the video lasts {info.duration:.3f}s)")
+        raise _Rejected(
+            "too-short", f"no frame at {spec.t_start:.3f}s (the video lasts {info.duration:.3f}s)"
+        )
     if not spec.whole_clip:
         step = 1.0 / rng.fps if rng.fps > 0 else 0.0
         if rng.last_time is not None and rng.last_time < spec.t_end - 2.5 * step:
@@ -150,7 +152,9 @@ def _check_box(box, w: int, h: int, min_px: int) -> None:
     iy = max(0.0, min(y2, h) - max(y1, 0.0))
     area = max(0.0, x2 - x1) * max(0.0, y2 - y1)
     if area <= 0 or ix * iy < 0.5 * area:
-        raise _Rejected("box-outside-frame", f"face box {[round(v, 1) for v in box]} is outside the {w}x{h} frame")
+        raise _Rejected(
+            "box-outside-frame", f"face box {[round(v, 1) for v in box]} is outside the {w}x{h} frame"
+        )
     if min(x2 - x1, y2 - y1) < min_px:
         raise _Rejected("small-face", f"face box {x2 - x1:.0f}x{y2 - y1:.0f} px is under {min_px} px")
 
@@ -174,13 +178,17 @@ def _ref_frame(ref: RefFace, rng) -> np.ndarray:
     return decode_at(Path(ref.video), [ref.t])[0]
 
 
-def _reference(spec: SampleSpec, cfg: WorkConfig, rng, backend) -> tuple[np.ndarray, np.ndarray, RefFace, tuple]:
+def _reference(
+    spec: SampleSpec, cfg: WorkConfig, rng, backend
+) -> tuple[np.ndarray, np.ndarray, RefFace, tuple]:
     """The first usable reference candidate: (crop, its frame, candidate, box in pixels)."""
     refs = list(spec.refs)
     if not refs and backend is not None and rng.frames:
         refs = _detected_ref(spec, rng, backend)
     if not refs:
-        raise _Rejected("no-face", "no annotated face box for this sample (and no face backend to detect one)")
+        raise _Rejected(
+            "no-face", "no annotated face box for this sample (and no face backend to detect one)"
+        )
     first: _Rejected | None = None
     for ref in refs:
         try:
@@ -271,7 +279,8 @@ def _sample(spec: SampleSpec, cfg: WorkConfig) -> Sample:
     duration, n_range = spec.t_end - spec.t_start, rng.n_in_range
     if duration < cfg.settings.min_seconds or n_range < cfg.settings.min_frames:
         raise _Rejected(
-            "too-short", f"{duration:.2f}s / {n_range} frames (minimum {cfg.settings.min_seconds}s, {cfg.settings.min_frames})"
+            "too-short",
+            f"{duration:.2f}s / {n_range} frames (minimum {cfg.settings.min_seconds}s, {cfg.settings.min_frames})",
         )
     n_bucket = bucket_frames(duration, cfg.settings.fps, cfg.settings.max_frames)
     if n_bucket < cfg.settings.min_frames:
@@ -312,7 +321,9 @@ def _sample(spec: SampleSpec, cfg: WorkConfig) -> Sample:
 
 def _filters(cfg: WorkConfig, quality: dict[str, float]) -> None:
     if cfg.settings.min_sharpness is not None and quality["sharpness"] < cfg.settings.min_sharpness:
-        raise _Rejected("filtered", f"sharpness {quality['sharpness']} < min_sharpness {cfg.settings.min_sharpness}")
+        raise _Rejected(
+            "filtered", f"sharpness {quality['sharpness']} < min_sharpness {cfg.settings.min_sharpness}"
+        )
     score = quality.get("face_score")
     if cfg.settings.min_face_score is not None and (score is None or score < cfg.settings.min_face_score):
         raise _Rejected("filtered", f"face score {score} < min_face_score {cfg.settings.min_face_score}")

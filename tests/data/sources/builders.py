@@ -39,7 +39,15 @@ def clip(beg: int, end: int, rate: float) -> dict:
     return {"beg": {"frame_num": beg, "framerate": rate}, "end": {"frame_num": end, "framerate": rate}}
 
 
-def person(vid: str, beg: int, end: int, rate: float, segs: list[tuple[int, int]], faces: list[int], caption="a person"):
+def person(
+    vid: str,
+    beg: int,
+    end: int,
+    rate: float,
+    segs: list[tuple[int, int]],
+    faces: list[int],
+    caption="a person",
+):
     """One VIP-200K entry: segments (fidx_beg, fidx_end) and faces at fidx, all in clip ``beg->end``."""
     return {
         "faces": [{"id": vid, "clip": clip(beg, end, rate), "fidx": f, "xyxy_norm": BOX} for f in faces],

@@ -78,13 +78,20 @@ def test_missing_video_and_empty_caption_are_rejects_not_errors(tmp_path):
     [
         (lambda d: {"persons": d}, "expected a JSON list of persons"),
         (lambda d: [d[0], {"faces": []}], "entry 1: segments: missing or not a list"),
-        (lambda d: [{**d[0], "faces": [{**d[0]["faces"][0], "xyxy_norm": [0, 1]}]}], "entry 0: faces[0].xyxy_norm"),
+        (
+            lambda d: [{**d[0], "faces": [{**d[0]["faces"][0], "xyxy_norm": [0, 1]}]}],
+            "entry 0: faces[0].xyxy_norm",
+        ),
         (
             lambda d: [{**d[0], "segments": [{**d[0]["segments"][0], "clip": clip(0, 9, 0)}]}],
             "entry 0: segments[0].clip.beg.framerate",
         ),
-        (lambda d: [{**d[0], "segments": [{k: v for k, v in d[0]["segments"][0].items() if k != "caption"}]}],
-         "entry 0: segments[0].caption"),
+        (
+            lambda d: [
+                {**d[0], "segments": [{k: v for k, v in d[0]["segments"][0].items() if k != "caption"}]}
+            ],
+            "entry 0: segments[0].caption",
+        ),
     ],
 )
 def test_malformed_annotations_name_the_first_bad_entry_and_field(tmp_path, mutate, expect):

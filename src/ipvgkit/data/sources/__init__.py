@@ -12,4 +12,13 @@ from ipvgkit.data.sources.vip200k import Vip200kSource
 
 SOURCES: dict[str, type] = {"vip200k": Vip200kSource, "reactid": ReactIdSource}
 
-__all__ = ["REASONS", "SOURCES", "ReactIdSource", "RefFace", "Reject", "SampleSpec", "Source", "Vip200kSource"]
+__all__ = [
+    "REASONS",
+    "SOURCES",
+    "ReactIdSource",
+    "RefFace",
+    "Reject",
+    "SampleSpec",
+    "Source",
+    "Vip200kSource",
+]

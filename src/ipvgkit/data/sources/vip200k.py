@@ -37,7 +37,9 @@ class _Shape:
         self.path, self.index = path, index
 
     def fail(self, field: str, msg: str) -> None:
-        raise InputError(f"{self.path}: entry {self.index}: {field}: {msg} (not VIP-200K shaped, see SPEC §3)")
+        raise InputError(
+            f"{self.path}: entry {self.index}: {field}: {msg} (not VIP-200K shaped, see SPEC §3)"
+        )
 
     def clip(self, clip: Any, where: str) -> None:
         if not isinstance(clip, dict):

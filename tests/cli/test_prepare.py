@@ -104,3 +104,11 @@ def test_reactid_command(tmp_path):
     assert data["samples"] == 2 and data["rejects_by_reason"] == {"missing-video": 1}
     rejects = (tmp_path / "p/rejects.jsonl").read_text()
     assert '"video_id": "c00_clip.mp4"' in rejects
+
+
+def test_cache_latents_needs_a_model(vip, tmp_path):
+    ann, videos = vip
+    r = runner.invoke(app, ["prepare", "vip200k", "-a", str(ann), "--videos", str(videos), "--out", str(tmp_path / "o"),
+                            "--cache-latents"])  # fmt: skip
+    assert r.exit_code == 2 and "--cache-latents needs --model" in r.stderr
+    assert not (tmp_path / "o").exists()

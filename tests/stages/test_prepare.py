@@ -122,3 +122,26 @@ def test_reactid_events_in_seconds_and_frames(tmp_path):
     assert (a.frame_start, a.frame_end, a.fps, a.t_end) == (0, 48, 16.0, 3.0)
     assert a.bucket["frames"] == 45 and a.ref_same_segment
     assert report.by_reason == {"missing-video": 1}
+
+
+def test_a_second_run_on_the_same_folder_is_refused(vip, tmp_path):
+    import subprocess
+    import sys
+
+    from ipvgkit.errors import UsageError
+
+    ann, videos = vip
+    out = tmp_path / "p"
+    out.mkdir()
+    holder = "import fcntl, sys, time; f = open(sys.argv[1], 'w'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", holder, str(out / ".prepare.lock")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(UsageError, match="another `ipvg prepare` is writing"):
+            run_prepare(_cfg(ann, videos, out))
+    finally:
+        proc.kill()
+        proc.wait()
+    assert run_prepare(_cfg(ann, videos, out)).samples == 3  # the lock dies with its process

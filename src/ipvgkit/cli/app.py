@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "finetune",
     "score",
     "pack",
+    "prepare",
     "models",
     "demo",
     "doctor",

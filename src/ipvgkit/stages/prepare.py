@@ -247,14 +247,28 @@ def run_prepare(cfg: PrepareConfig, progress: Progress | None = None) -> Prepare
     return report
 
 
+def _cached(out: Path) -> dict[str, dict[str, str]]:
+    """``cache`` fields of the finished manifest (written by ``prepare cache``) whose files exist."""
+    if not (out / MANIFEST_NAME).is_file():
+        return {}
+    return {
+        s.sample_id: {k: v for k, v in s.cache.items() if (out / v).is_file()}
+        for s in read_manifest(out)
+        if s.cache
+    }
+
+
 def _finish(
     out: Path, specs: list[SampleSpec], rejects: list[Reject], done: dict, report: PrepareReport
 ) -> None:
     samples, rej = [], [r.to_dict() for r in rejects]
+    cached = _cached(out)
     for s in specs:
         rec = done[s.sample_id]
         if rec["kind"] == "sample":
-            samples.append(Sample.from_dict(rec["record"], where=str(out / JOURNAL_NAME)))
+            sample = Sample.from_dict(rec["record"], where=str(out / JOURNAL_NAME))
+            sample.cache = cached.get(s.sample_id, {})
+            samples.append(sample)
         else:
             rej.append({k: rec[k] for k in ("video_id", "sample", "segment", "reason", "detail")})
     from ipvgkit.data.manifest import write_manifest

@@ -8,7 +8,6 @@ finish (any order); the caller journals them. ``local`` keeps at most ``4 x work
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -24,15 +23,12 @@ RAY_HINT = "--engine ray needs Ray Data, the `ray` extra: pip install 'ipvgkit[r
 
 def check_engine(engine: str) -> None:
     """Raise before any work when the engine cannot run here."""
-    if engine == "ray" and (importlib.util.find_spec("ray") is None or not _has_ray_data()):
-        raise MissingDependencyError(RAY_HINT)
-
-
-def _has_ray_data() -> bool:
+    if engine != "ray":
+        return
     try:
-        return importlib.util.find_spec("ray.data") is not None
-    except (ImportError, ValueError):
-        return False
+        import ray.data  # noqa: F401
+    except ImportError as e:
+        raise MissingDependencyError(f"{RAY_HINT} ({e})") from None
 
 
 def run_engine(
@@ -71,9 +67,12 @@ def _local(specs: list[dict[str, Any]], wcfg: WorkConfig, workers: int) -> Itera
 def _ray(
     specs: list[dict[str, Any]], wcfg: WorkConfig, workers: int, address: str | None
 ) -> Iterator[dict[str, Any]]:
+    import logging
+
     import ray
     import ray.data
 
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # no per-dataset INFO lines on the console
     started = False
     if not ray.is_initialized():
         kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -83,8 +82,7 @@ def _ray(
             ray.init(num_cpus=workers, **kwargs)
         started = True
     try:
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
+        ray.data.DataContext.get_current().enable_progress_bars = False  # ours is drawn by the caller
         ds = ray.data.from_items([{"spec": json.dumps(s, sort_keys=True)} for s in specs])
         batch = max(1, min(16, len(specs) // (4 * workers) or 1))
         ds = ds.map_batches(process_batch, fn_kwargs={"cfg": wcfg}, batch_size=batch, batch_format="numpy")

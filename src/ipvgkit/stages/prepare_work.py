@@ -178,8 +178,10 @@ def _ref_frame(ref: RefFace, rng) -> np.ndarray:
     return decode_at(Path(ref.video), [ref.t])[0]
 
 
-def _reference(spec: SampleSpec, cfg: WorkConfig, rng, backend) -> tuple[np.ndarray, RefFace, tuple]:
-    """The first usable reference candidate: (crop, candidate, box in pixels)."""
+def _reference(
+    spec: SampleSpec, cfg: WorkConfig, rng, backend
+) -> tuple[np.ndarray, np.ndarray, RefFace, tuple]:
+    """The first usable reference candidate: (crop, its frame, candidate, box in pixels)."""
     refs = list(spec.refs)
     if not refs and backend is not None and rng.frames:
         refs = _detected_ref(spec, rng, backend)
@@ -193,7 +195,7 @@ def _reference(spec: SampleSpec, cfg: WorkConfig, rng, backend) -> tuple[np.ndar
             frame = _ref_frame(ref, rng)
             box = _box_pixels(ref, frame.shape[1], frame.shape[0])
             _check_box(box, frame.shape[1], frame.shape[0], cfg.settings.min_face_px)
-            return _crop(frame, box, cfg.settings.ref_margin), ref, box
+            return _crop(frame, box, cfg.settings.ref_margin), frame, ref, box
         except MediaError as e:
             first = first or _Rejected("corrupt-video", f"reference frame: {e}")
         except _Rejected as e:
@@ -211,13 +213,23 @@ def _detected_ref(spec: SampleSpec, rng, backend) -> list[RefFace]:
     return [RefFace(spec.video, rng.times[mid], tuple(float(v) for v in face.bbox), True, pixels=True)]
 
 
-def _embed(crop: np.ndarray, backend) -> tuple[np.ndarray | None, float]:
-    from ipvgkit.faces import detect_largest
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
-    face = detect_largest(backend, crop)
-    if face is None:
+
+def _embed(frame: np.ndarray, box, backend) -> tuple[np.ndarray | None, float]:
+    """Embedding and detection score of the detected face that best overlaps the annotated box
+    (IoU >= 0.3; detections on the whole reference frame, so the detector sees context)."""
+    faces = [(f, _iou([float(v) for v in f.bbox], box)) for f in backend.detect(frame)]
+    faces = [(f, iou) for f, iou in faces if iou >= 0.3]
+    if not faces:
         return None, 0.0
-    return backend.embed(crop, [face])[0].astype(np.float32), float(face.score)
+    face = max(faces, key=lambda fi: fi[1])[0]
+    return backend.embed(frame, [face])[0].astype(np.float32), float(face.score)
 
 
 def _events(spec: SampleSpec, cfg: WorkConfig, duration: float, n: int, fps: float):
@@ -275,7 +287,7 @@ def _sample(spec: SampleSpec, cfg: WorkConfig) -> Sample:
         raise _Rejected("too-short", f"only {n_bucket} frames at {cfg.settings.fps} fps")
     events, units = _events(spec, cfg, duration, n_range, rng.fps)
     backend = _backend(cfg)
-    crop, ref, box = _reference(spec, cfg, rng, backend)
+    crop, ref_frame, ref, box = _reference(spec, cfg, rng, backend)
     out = Path(cfg.out)
     ref_rel = f"refs/{spec.sample_id}.jpg"
     atomic_write_bytes(out / ref_rel, _jpeg(crop))
@@ -288,7 +300,7 @@ def _sample(spec: SampleSpec, cfg: WorkConfig) -> Sample:
     }
     emb_rel = None
     if backend is not None:
-        emb, score = _embed(crop, backend)
+        emb, score = _embed(ref_frame, box, backend)
         quality["face_score"] = round(score, 4)
         if emb is not None:
             emb_rel = f"faces/{spec.sample_id}.npy"
@@ -298,8 +310,8 @@ def _sample(spec: SampleSpec, cfg: WorkConfig) -> Sample:
     face_box = spec.face_box or (ref.xyxy_norm if ref.same_segment and not ref.pixels else None)
     return Sample(
         sample_id=spec.sample_id, source=spec.source, identity_id=spec.identity_id, video=spec.video,
-        frame_start=spec.frame_start, frame_end=spec.frame_end, fps=spec.fps, t_start=round(spec.t_start, 6),
-        t_end=round(spec.t_end, 6), caption=spec.caption, events=events, ref_images=[ref_rel],
+        frame_start=spec.frame_start, frame_end=spec.frame_end, fps=spec.fps, t_start=spec.t_start,
+        t_end=spec.t_end, caption=spec.caption, events=events, ref_images=[ref_rel],
         ref_same_segment=ref.same_segment, face_box=list(face_box) if face_box else None, width=rng.width,
         height=rng.height, bucket={"height": bh, "width": bw, "frames": n_bucket, "fps": cfg.settings.fps},
         quality=quality, face_embedding=emb_rel, video_id=spec.video_id, video_fps=round(rng.fps, 6),

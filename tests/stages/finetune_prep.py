@@ -15,7 +15,8 @@ FACES = ("tom_hanks", "astronaut", "t1")
 
 
 def make_prep(folder: Path, n: int = 3, frames: int = 13, fps: float = 16.0, events: bool = False) -> Path:
-    """``n`` samples (one clip each, ``frames`` frames at ``fps``, 48x48) with one reference crop."""
+    """``n`` samples (one clip each, ``frames`` frames at ``fps``, 48x48; video paths absolute as prepare
+    writes them; bucket 32x32x9 at 16 fps) with one reference crop."""
     folder = Path(folder)
     (folder / "videos").mkdir(parents=True, exist_ok=True)
     (folder / "refs").mkdir(exist_ok=True)
@@ -36,7 +37,7 @@ def make_prep(folder: Path, n: int = 3, frames: int = 13, fps: float = 16.0, eve
                 sample_id=sample_id("test", f"v{i}", 0, frames),
                 source="test",
                 identity_id=f"id{i % 2}",
-                video=str(video.relative_to(folder)),
+                video=str(video),
                 frame_start=0,
                 frame_end=frames,
                 fps=fps,

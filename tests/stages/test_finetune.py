@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ipvgkit.data.manifest import read_manifest, write_manifest
 from ipvgkit.errors import InputError, UsageError
@@ -121,48 +121,42 @@ def test_resume_refuses_another_config_and_a_run_folder_needs_resume(prep, model
     assert res.resumed_from is None and [r["step"] for r in ck.read_metrics(run)] == [1, 2]
 
 
-def _write_cache(prep: Path, models_dir: Path, model_name: str = "tiny-wan", size: int = 32) -> None:
-    """Cache files as prepare writes them, computed with the model layer's own encoders."""
-    from ipvgkit.models import identity
-    from ipvgkit.models.resolve import resolve_model
-    from ipvgkit.models.wan_train import WanTraining
-    from ipvgkit.stages.finetune_data import load_clip
+def _cache(prep: Path, models_dir: Path, size: int = 32) -> None:
+    """``ipvg prepare cache`` on the folder (its own stage), at bucket ``size x size x 9``."""
+    from ipvgkit.stages.prepare_cache import CacheConfig, run_cache
 
-    m = WanTraining(resolve_model("tiny-wan", models_dir), "cpu", torch.float32)
-    m.load()
     samples = read_manifest(prep)
     for s in samples:
-        clip = torch.from_numpy(load_clip(prep / s.video, s.t_start, 9, 16.0, 32, 32))
-        tensors = {
-            "latents": m.encode_video(clip[None])[0].contiguous(),
-            "prompt_embeds": m.encode_text([s.caption])[0].contiguous(),
-            "ref_latents": m.encode_reference([[identity.open_image(prep / s.ref_images[0])]], 32, 32)[
-                0
-            ].contiguous(),
-        }
-        rel = f"cache/{s.sample_id}.safetensors"
-        (prep / "cache").mkdir(exist_ok=True)
-        meta = {"model": model_name, "height": str(size), "width": str(size), "frames": "9"}
-        save_file(tensors, str(prep / rel), metadata=meta)
-        s.cache = {f"{model_name}/{size}x{size}x9": rel}
+        s.bucket = {"height": size, "width": size, "frames": 9, "fps": 16}
     write_manifest(prep, samples)
+    run_cache(CacheConfig(data=prep, model="tiny-wan", models_dir=models_dir, device="cpu"))
 
 
-def test_cached_inputs_train_like_encoding_on_the_fly_without_text_encoder_or_vae(prep, models_dir, tmp_path):
+@pytest.mark.parametrize("method", ["reference-concat", "none"])
+def test_cached_inputs_train_like_encoding_on_the_fly(models_dir, tmp_path, method):
+    """prepare's cache (timeline contexts included) gives the losses of encoding on the fly; with it the
+    text encoder is never loaded, and without references neither is the VAE."""
     import shutil
 
-    cached = tmp_path / "prep"
-    shutil.copytree(prep, cached)
-    _write_cache(cached, models_dir)
-    (cached / "videos" / "v0.mp4").unlink()  # cached samples need no video
+    fly = make_prep(tmp_path / "fly_prep", events=True)
+    cached = tmp_path / "cached_prep"
+    shutil.copytree(fly, cached)
+    samples = read_manifest(cached)
+    for s in samples:  # the copy's own videos
+        s.video = str(cached / Path(s.video).relative_to(fly))
+    write_manifest(cached, samples)
+    _cache(cached, models_dir)
+    for s in read_manifest(cached):
+        Path(s.video).unlink()  # cached samples need no video
     rec = Recorder()
-    finetune(cfg(cached, tmp_path / "cached", models_dir, max_steps=2), rec)
-    finetune(cfg(prep, tmp_path / "fly", models_dir, max_steps=2))
+    res = finetune(cfg(cached, tmp_path / "cached", models_dir, max_steps=2, method=method), rec)
+    finetune(cfg(fly, tmp_path / "fly", models_dir, max_steps=2, method=method))
     assert not any("on the fly" in e[1] for e in rec.events if e[0] == "log")
+    assert res.model["loaded"] == (
+        ["transformer", "vae"] if method == "reference-concat" else ["transformer"]
+    )
     for a, b in zip(losses(tmp_path / "cached"), losses(tmp_path / "fly"), strict=True):
         assert a == pytest.approx(b, rel=1e-5)
-    state = ck.read_state(ck.checkpoint_path(tmp_path / "cached", 2))
-    assert state["step"] == 2
 
 
 def test_cache_of_another_resolution_is_an_error_before_training(prep, models_dir, tmp_path):
@@ -170,8 +164,11 @@ def test_cache_of_another_resolution_is_an_error_before_training(prep, models_di
 
     other = tmp_path / "prep"
     shutil.copytree(prep, other)
-    _write_cache(other, models_dir, size=48)
-    with pytest.raises(InputError, match="cached tensors do not fit this run .*at 48x48x9"):
+    _cache(other, models_dir, size=48)
+    with pytest.raises(
+        InputError,
+        match=r"cached tensors do not fit this run \(want tiny-wan@\w+:32x32x9; it has tiny-wan@\w+:48x48x9\)",
+    ):
         finetune(cfg(other, tmp_path / "run", models_dir))
     assert not (tmp_path / "run").exists()
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from ipvgkit.errors import MediaError
+from ipvgkit.data.manifest import Sample
 from ipvgkit.media import encode_video, read_frames
-from ipvgkit.stages.finetune_data import load_clip, positions, sample_index
+from ipvgkit.stages.finetune_data import clip_pixels, positions, sample_index
 
 
 def _numbered(n: int) -> np.ndarray:
@@ -17,15 +16,14 @@ def _numbered(n: int) -> np.ndarray:
 
 def test_clip_at_training_fps_from_a_faster_file(tmp_path):
     path = encode_video(_numbered(30), tmp_path / "v.mp4", fps=32.0, crf=0)
-    clip = load_clip(path, 0.25, 5, 16.0, 16, 16)
+    s = Sample("s", "test", "i", str(path), 0, 30, 32.0, 0.25, 30 / 32, "c", video_fps=32.0)
+    clip = clip_pixels(s, path, 5, 16.0, 16, 16)
     # independent: all frames decoded, file frame t_start * 32 + 2 i (32 fps file, 16 fps training)
     every = read_frames(path)
     expect = [8 + 2 * i for i in range(5)]
     got = [int(np.argmin([abs(float(f.mean()) - float(e.mean())) for e in every])) for f in clip]
     assert got == expect
     assert clip.shape == (5, 16, 16, 3)
-    with pytest.raises(MediaError, match="missing"):
-        load_clip(path, 0.5, 9, 16.0, 16, 16)  # 0.5 s + 8/16 s reaches past the last frame
 
 
 def test_ranks_split_each_step_without_overlap():

@@ -128,30 +128,28 @@ class WanTraining:
         self._need("text")
         return timeline_attn.build_context(self.text, prompt, event_texts, self.device, self.weight_dtype)
 
-    @torch.no_grad()
-    def timeline_conditions(
+    def timeline_state(
         self,
-        prompt: str,
         events: list[Any],
+        token_group: torch.Tensor,
         frames: int,
         fps: float,
         height: int,
         width: int,
         n_ref: int,
         mode: str = "masked",
-    ) -> tuple[torch.Tensor, timeline_attn.TimelineState]:
-        """The timeline context of one clip (events in seconds) and the processor state that generation
-        builds for it (:mod:`ipvgkit.models.timeline_attn`)."""
+    ) -> timeline_attn.TimelineState:
+        """The processor state generation builds for a clip's events (seconds) and its context's token
+        groups (:mod:`ipvgkit.models.timeline_attn`); ``n_ref`` leading reference frames see the global
+        tokens only."""
         from ipvgkit.data.cases import Event
 
         evs = [Event(float(e.start), float(e.end), e.text) for e in events]
-        ctx = self.timeline_context(prompt, [e.text for e in evs])
         weights = timeline_attn.frame_event_weights(evs, "seconds", frames, fps, mode, n_ref)
-        bias = timeline_attn.attention_bias(weights, ctx.token_group, mode)
+        bias = timeline_attn.attention_bias(weights, token_group.long().cpu(), mode)
         p_h, p_w = self.transformer.config.patch_size[1:]
         tpf = (height // (8 * p_h)) * (width // (8 * p_w))
-        state = timeline_attn.TimelineState(bias=bias, tokens_per_frame=tpf, context=ctx)
-        return ctx.embeds, state
+        return timeline_attn.TimelineState(bias=bias, tokens_per_frame=tpf)
 
     def _normalise(self, z: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(self.vae.config.latents_mean, device=z.device).view(1, -1, 1, 1, 1)

@@ -47,6 +47,7 @@ class FinetuneResult:
     last: dict[str, Any] = field(default_factory=dict)
     skipped: list[dict[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    model: dict[str, Any] = field(default_factory=dict)  # the model layer's describe(): components loaded
 
 
 def finetune(cfg: FinetuneConfig, progress: Progress | None = None) -> FinetuneResult:
@@ -81,7 +82,9 @@ class _Run:
         self.out = Path(cfg.out)
         self.notes: list[str] = []
         cpu, mp, dtype = _resolve_device(cfg, self.notes)
-        self.data = TrainData(Path(cfg.data), cfg, progress)  # every input checked before any weight loads
+        self.data = TrainData(
+            Path(cfg.data), cfg, progress, _cache_key(cfg)
+        )  # checked before any weight loads
         self._check_timeline()
         self.resume_from = self._check_run_folder()
         self.acc = Accelerator(cpu=cpu, mixed_precision=mp)
@@ -147,10 +150,13 @@ class _Run:
 
         cfg = self.cfg
         model = WanTraining(resolve_model(cfg.model, cfg.models_dir), str(self.acc.device), dtype)
-        needs_text = not self.data.all_cached or (cfg.timeline and any(s.events for s in self.data.samples))
-        needs_vae = not self.data.all_cached or (
-            cfg.method == "reference-concat" and self.data.needs_ref_encoding
-        )
+        events = any(s.events for s in self.data.samples)
+        needs_text = not self.data.all_cached or (
+            events and not cfg.timeline
+        )  # the cache holds timeline contexts
+        needs_vae = (
+            not self.data.all_cached or cfg.method == "reference-concat"
+        )  # references: encoded per step
         model.load(text=needs_text, vae=needs_vae)
         if self.data.none_cached:
             self.notes.append(
@@ -298,12 +304,17 @@ class _Run:
         n_ref = 0 if ref is None else ref.shape[2]
         if cfg.timeline and len(items) == 1 and items[0].events:
             it = items[0]
-            embeds, state = m.timeline_conditions(
-                it.caption, it.events, cfg.frames, cfg.fps, cfg.height, cfg.width, n_ref
-            )
-            return latents, Conditions(embeds, ref, state)
+            if it.prompt_embeds is not None:  # prepare caches the timeline context (caption + events)
+                embeds, groups = it.prompt_embeds[None], it.token_group
+            else:
+                ctx = m.timeline_context(it.caption, [e.text for e in it.events])
+                embeds, groups = ctx.embeds, ctx.token_group
+            state = m.timeline_state(it.events, groups, cfg.frames, cfg.fps, cfg.height, cfg.width, n_ref)
+            return latents, Conditions(embeds.to(dev), ref, state)
         texts = [
-            it.prompt_embeds if it.prompt_embeds is not None else m.encode_text([it.caption])[0]
+            it.prompt_embeds
+            if it.prompt_embeds is not None and not it.events
+            else m.encode_text([it.caption])[0]
             for it in items
         ]
         return latents, Conditions(torch.stack([t.to(dev) for t in texts]), ref)
@@ -369,7 +380,7 @@ class _Run:
                 self._save_checkpoint(row["step"])
         final = self._write_final(max(start, cfg.max_steps) if start < cfg.max_steps else start)
         return FinetuneResult(self.out, max(start, cfg.max_steps), final, self.resume_from, row,
-                              self.data.skipped, self.notes)  # fmt: skip
+                              self.data.skipped, self.notes, self.model.describe())  # fmt: skip
 
     def _write_final(self, steps: int) -> Path:
         """``RUN/final``: the diffusers-format LoRA, its adapter json, the config (and ComfyUI file)."""
@@ -401,6 +412,19 @@ class _Run:
             ck.write_loss_svg(self.out)
         self.acc.wait_for_everyone()
         return dest
+
+
+def _cache_key(cfg: FinetuneConfig) -> str | None:
+    """The ``ipvg prepare cache`` key of this run's model and size (None with use_cache=false)."""
+    if not cfg.use_cache:
+        return None
+    from ipvgkit.models.resolve import resolve_model
+    from ipvgkit.stages.prepare_cache import cache_key, model_revision
+
+    resolved = resolve_model(cfg.model, cfg.models_dir)
+    return cache_key(
+        cfg.model, model_revision(resolved), {"height": cfg.height, "width": cfg.width, "frames": cfg.frames}
+    )
 
 
 def _has(module: str) -> bool:

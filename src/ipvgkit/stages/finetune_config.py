@@ -27,7 +27,15 @@ Export = Literal["comfy"]
 EXPORTS = ("comfy",)
 
 # keys that may change between a run and its resume (everything else must be equal)
-RESUMABLE_CHANGES = ("max_steps", "checkpoint_every", "keep_checkpoints", "resume", "export", "overwrite")
+RESUMABLE_CHANGES = (
+    "max_steps",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "resume",
+    "export",
+    "overwrite",
+    "models_dir",
+)
 
 
 @dataclass
@@ -86,6 +94,7 @@ class FinetuneConfig:
     fps: float = 16.0
     num_refs: int = 1
     timeline: bool = True  # train with the manifest's events through the timeline processor
+    use_cache: bool = True  # read prepare's cached latents / text embeddings when they fit the run
     max_steps: int = 1000
     batch_size: int = 1
     grad_accum: int = 1

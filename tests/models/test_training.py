@@ -149,3 +149,23 @@ def test_lora_from_a_gathered_full_state_equals_the_peft_state(models_dir):
     gathered = lora_train.lora_from_full_state(m.transformer.state_dict())
     assert direct.keys() == gathered.keys() and len(direct) == 8  # 2 blocks x 2 attentions x (A, B)
     assert all(torch.equal(direct[k], gathered[k]) for k in direct)
+
+
+def test_training_predicts_what_the_generation_step_predicts(wan, models_dir, tom_hanks):
+    """The same prediction as generation's step (loop.model_prediction on a WanPipeline loaded by diffusers)
+    for the noised latents at timestep 1000 sigma, with the reference frame prepended."""
+    from diffusers import WanPipeline
+
+    from ipvgkit.models.loop import model_prediction
+
+    pipe = WanPipeline.from_pretrained(models_dir / "tiny-wan", dtype=torch.float32)
+    g = torch.Generator().manual_seed(4)
+    x0, e = torch.randn(1, 16, 3, 4, 4, generator=g), torch.randn(1, 16, 3, 4, 4, generator=g)
+    s = torch.tensor([0.3])
+    text = wan.encode_text(["a man waves"])
+    refs = wan.encode_reference([[identity.open_image(tom_hanks)]], 32, 32)
+    with torch.no_grad():
+        pred, _ = wan.predict(x0, e, s, Conditions(text, refs))
+        xt = (1 - s.view(1, 1, 1, 1, 1)) * x0 + s.view(1, 1, 1, 1, 1) * e
+        gen = model_prediction(pipe, pipe.transformer, xt, torch.tensor(300.0), text, refs)
+    torch.testing.assert_close(pred, gen.float(), rtol=0, atol=0)

@@ -17,7 +17,6 @@ import contextlib
 import copy
 import json
 import os
-import resource
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -27,13 +26,21 @@ from typing import Any
 import torch
 
 from ipvgkit import __version__, config
-from ipvgkit.errors import MissingDependencyError, UsageError
+from ipvgkit.errors import UsageError
 from ipvgkit.models import lora_train
 from ipvgkit.models.training import Conditions, flow_loss, sample_sigmas
 from ipvgkit.progress import Progress, ensure
 from ipvgkit.stages import finetune_ckpt as ck
 from ipvgkit.stages.finetune_config import DECAYING, RESUMABLE_CHANGES, FinetuneConfig
 from ipvgkit.stages.finetune_data import TrainData, positions, sample_index
+from ipvgkit.stages.finetune_setup import (
+    cache_key_for,
+    make_optimizer,
+    make_scheduler,
+    memory,
+    resolve_device,
+    write_final,
+)
 
 FINAL = "final"
 
@@ -55,21 +62,6 @@ def finetune(cfg: FinetuneConfig, progress: Progress | None = None) -> FinetuneR
     return _Run(cfg, ensure(progress)).train()
 
 
-def _resolve_device(cfg: FinetuneConfig, notes: list[str]) -> tuple[bool, str, torch.dtype]:
-    """(cpu?, mixed precision, frozen-weight dtype); a CPU run trains in fp32 and says so."""
-    if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
-        raise UsageError(f"unknown device {cfg.device!r}; use auto, cpu or cuda")
-    cpu = cfg.device == "cpu" or not torch.cuda.is_available()
-    if cfg.device.startswith("cuda") and cpu:
-        raise UsageError(f"device {cfg.device!r} asked for but no CUDA GPU is visible")
-    mp = cfg.mixed_precision
-    if cpu and mp != "no":
-        notes.append(f"training on CPU: fp32 instead of mixed precision {mp}")
-        mp = "no"
-    dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[mp]
-    return cpu, mp, dtype
-
-
 class _Run:
     def __init__(self, cfg: FinetuneConfig, progress: Progress):
         from accelerate import Accelerator
@@ -81,9 +73,9 @@ class _Run:
         self.progress = progress
         self.out = Path(cfg.out)
         self.notes: list[str] = []
-        cpu, mp, dtype = _resolve_device(cfg, self.notes)
+        cpu, mp, dtype = resolve_device(cfg, self.notes)
         self.data = TrainData(
-            Path(cfg.data), cfg, progress, _cache_key(cfg)
+            Path(cfg.data), cfg, progress, cache_key_for(cfg)
         )  # checked before any weight loads
         self._check_timeline()
         self.resume_from = self._check_run_folder()
@@ -102,8 +94,8 @@ class _Run:
             self.model.enable_gradient_checkpointing()
         self.model.trainable().train()
         self.params = [p for p in self.model.trainable().parameters() if p.requires_grad]
-        optimizer = self._optimizer()
-        self.scheduler = self._scheduler(optimizer)
+        optimizer = make_optimizer(self.cfg.optim, self.params, self.acc.device, self.notes)
+        self.scheduler = make_scheduler(self.cfg.optim, optimizer, self.cfg.max_steps)
         self.model.denoiser, self.optimizer = self.acc.prepare(self.model.trainable(), optimizer)
         self.acc.register_for_checkpointing(self.scheduler)
         if not self.sharded:  # checkpoints hold the LoRA tensors only, not the frozen base weights
@@ -174,34 +166,6 @@ class _Run:
             cfg.flow.flow_shift = shift
             self.notes.append(f"flow_shift {shift:g} from the model's scheduler config")
         return model
-
-    def _optimizer(self) -> torch.optim.Optimizer:
-        o = self.cfg.optim
-        kind = o.optimizer
-        has_bnb = _has("bitsandbytes")
-        if kind == "auto":
-            kind = "adamw8bit" if has_bnb and self.acc.device.type == "cuda" else "adamw"
-            self.notes.append(f"optimizer auto -> {kind}")
-            o.optimizer = kind
-        kw = dict(lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, weight_decay=o.weight_decay)
-        if kind == "adamw8bit":
-            if not has_bnb or self.acc.device.type != "cuda":
-                raise MissingDependencyError(
-                    "optim.optimizer adamw8bit needs bitsandbytes and a CUDA GPU (pip install bitsandbytes)"
-                )
-            import bitsandbytes as bnb
-
-            return bnb.optim.AdamW8bit(self.params, **kw)
-        return torch.optim.AdamW(self.params, **kw)
-
-    def _scheduler(self, optimizer: torch.optim.Optimizer):
-        from diffusers.optimization import get_scheduler
-
-        o = self.cfg.optim
-        total = o.schedule_steps or self.cfg.max_steps
-        return get_scheduler(
-            o.lr_schedule, optimizer, num_warmup_steps=o.warmup_steps, num_training_steps=total
-        )
 
     # ------------------------------------------------------------------ checkpoint hooks
     def _save_hook(self, models: list, weights: list, output_dir: str) -> None:
@@ -354,7 +318,7 @@ class _Run:
         loss_mean = self.acc.reduce(total / cfg.grad_accum, reduction="mean")
         return {
             "step": step + 1, "loss": float(loss_mean), "lr": lr, "grad_norm": None if grad_norm is None else float(grad_norm),
-            "s_per_step": round(time.perf_counter() - t0, 4), **_memory(self.acc.device),
+            "s_per_step": round(time.perf_counter() - t0, 4), **memory(self.acc.device),
             "samples": gather_object(ids),
         }  # fmt: skip
 
@@ -384,7 +348,6 @@ class _Run:
 
     def _write_final(self, steps: int) -> Path:
         """``RUN/final``: the diffusers-format LoRA, its adapter json, the config (and ComfyUI file)."""
-        from ipvgkit.models.identity import ADAPTER_FILE
 
         dest = self.out / FINAL
         if self.sharded:  # a collective: every rank takes part in gathering the sharded tensors
@@ -392,54 +355,7 @@ class _Run:
         else:
             state = lora_train.diffusers_state(self.acc.unwrap_model(self.model.denoiser))
         if self.acc.is_main_process:
-            cfg = self.cfg
-            meta = {"ipvg_base_model": cfg.model, "ipvg_identity": cfg.method, "ipvg_steps": str(steps),
-                    "ipvg_version": __version__, "ipvg_config": json.dumps(self.saved_config, default=str)}  # fmt: skip
-            tmp = self.out / f".{FINAL}.tmp-{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            lora_train.save_diffusers_lora(tmp, state, cfg.lora.rank, cfg.lora.alpha, self.layers, meta)
-            if "comfy" in cfg.export:
-                lora_train.export_comfy(tmp, state, cfg.lora.alpha, meta)
-            info = {"identity": cfg.method, "base_model": cfg.model, "steps": steps, "lora": lora_train.LORA_WEIGHT_NAME,
-                    "rank": cfg.lora.rank, "alpha": cfg.lora.alpha, "frames": cfg.frames, "height": cfg.height,
-                    "width": cfg.width, "config": self.saved_config}  # fmt: skip
-            (tmp / ADAPTER_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")
-            config.save(cfg, tmp / "config.yaml")
-            if dest.exists():
-                shutil.rmtree(dest)
-            os.replace(tmp, dest)
+            write_final(dest, state, self.cfg, self.layers, self.saved_config, steps)
             ck.write_loss_svg(self.out)
         self.acc.wait_for_everyone()
         return dest
-
-
-def _cache_key(cfg: FinetuneConfig) -> str | None:
-    """The ``ipvg prepare cache`` key of this run's model and size (None with use_cache=false)."""
-    if not cfg.use_cache:
-        return None
-    from ipvgkit.models.resolve import resolve_model
-    from ipvgkit.stages.prepare_cache import cache_key, model_revision
-
-    resolved = resolve_model(cfg.model, cfg.models_dir)
-    return cache_key(
-        cfg.model, model_revision(resolved), {"height": cfg.height, "width": cfg.width, "frames": cfg.frames}
-    )
-
-
-def _has(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
-
-
-def _memory(device: torch.device) -> dict[str, Any]:
-    if device.type == "cuda":
-        return {
-            "memory_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1),
-            "memory_kind": "cuda-peak",
-        }
-    return {
-        "memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "memory_kind": "rss-peak",
-    }

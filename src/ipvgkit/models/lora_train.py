@@ -26,7 +26,6 @@ from ipvgkit.errors import InputError, UsageError
 from ipvgkit.fsutil import atomic_path
 from ipvgkit.models.lora import LORA_WEIGHT_NAME
 
-DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 ADAPTER_NAME = "default"
 COMFY_WEIGHT_NAME = "comfy_lora.safetensors"
 METADATA_KEY = "lora_adapter_metadata"  # diffusers' LORA_ADAPTER_METADATA_KEY

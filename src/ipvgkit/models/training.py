@@ -26,15 +26,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: the CLI's --help must not import it
+    import torch
 
 TimestepSampling = Literal["uniform", "logit-normal", "shifted"]
 TIMESTEP_SAMPLINGS = ("uniform", "logit-normal", "shifted")
 LossWeighting = Literal["none", "sigma-sqrt", "cosmap"]
 LOSS_WEIGHTINGS = ("none", "sigma-sqrt", "cosmap")
 NUM_TRAIN_TIMESTEPS = 1000
+DEFAULT_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")  # every attention's q/k/v/out of each block
 SIGMA_MIN = 1e-3  # sigma-sqrt weighting divides by sigma^2: keep sigma away from 0
 
 
@@ -73,6 +75,8 @@ def sample_sigmas(
     cfg: FlowMatchConfig, n: int, generator: torch.Generator, flow_shift: float
 ) -> torch.Tensor:
     """``n`` noise levels in ``[SIGMA_MIN, 1]`` (float32, CPU), drawn from ``generator``."""
+    import torch
+
     if cfg.timestep_sampling == "logit-normal":
         normal = torch.randn(n, generator=generator)
         u = torch.sigmoid(normal * cfg.logit_std + cfg.logit_mean)
@@ -85,6 +89,8 @@ def sample_sigmas(
 
 def loss_weights(cfg: FlowMatchConfig, sigmas: torch.Tensor) -> torch.Tensor:
     """Per-sample loss weights for ``sigmas`` (module docstring)."""
+    import torch
+
     if cfg.loss_weighting == "sigma-sqrt":
         return (sigmas**-2.0).float()
     if cfg.loss_weighting == "cosmap":

@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ipvgkit.models.lora_train import DEFAULT_TARGETS
-from ipvgkit.models.training import FlowMatchConfig
+from ipvgkit.models.training import DEFAULT_LORA_TARGETS, FlowMatchConfig
 
 # the identity method the LoRA learns (the name ``ipvg generate --identity`` runs it with)
 Method = Literal["reference-concat", "none"]
@@ -45,7 +44,7 @@ class LoraSettings:
 
     rank: int = 16
     alpha: float = 16.0
-    targets: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
+    targets: list[str] = field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
 
     def __post_init__(self) -> None:
         if self.rank < 1:

@@ -97,6 +97,7 @@ def test_max_steps_then_resume_equals_one_run(prep, models_dir, tmp_path, accum)
     assert [s for s, _ in ck.list_checkpoints(split)] == [2]  # the end of a run is a checkpoint
     res = finetune(cfg(prep, split, models_dir, grad_accum=accum, checkpoint_every=100, resume="auto"))
     assert res.resumed_from == ck.checkpoint_path(split, 2)
+    assert [r["step"] for r in ck.read_metrics(split)] == [1, 2, 3, 4]
     assert losses(straight) == losses(split)  # bitwise equal floats
     assert_same_lora(straight, split)
     a = load_file(str(ck.checkpoint_path(straight, 4) / ck.ADAPTER_STATE))
@@ -194,3 +195,13 @@ def test_too_short_clips_are_skipped_with_a_reason(prep, models_dir, tmp_path):
     with pytest.raises(InputError, match="no usable sample"):
         finetune(cfg(prep, tmp_path / "run", models_dir, frames=33), rec)
     assert any("need 2.00s" in e[1] for e in rec.events if e[0] == "log")
+
+
+def test_metrics_of_a_killed_run_drop_the_torn_line_and_resume_rewrites_later_steps(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [json.dumps({"step": i, "loss": 1.0 / i}) for i in (1, 2, 3)]
+    (run / ck.METRICS).write_text("\n".join(rows) + '\n{"step": 4, "lo')
+    assert [r["step"] for r in ck.read_metrics(run)] == [1, 2, 3]
+    ck.trim_metrics(run, 2)
+    assert (run / ck.METRICS).read_text() == rows[0] + "\n" + rows[1] + "\n"

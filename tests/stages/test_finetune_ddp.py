@@ -19,11 +19,19 @@ from .finetune_prep import make_prep
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.mark.slow
 def test_two_ranks_hold_identical_loras_and_split_the_data(tmp_path):
     prep = make_prep(tmp_path / "prep", n=4)
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29617",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
            "-m", "ipvgkit", "finetune", "--data", str(prep), "--model", "tiny-wan", "--out", str(out),
            "--max-steps", "4", "--frames", "9", "--height", "32", "--width", "32", "--device", "cpu", "--quiet",
            "--models-dir", str(tmp_path / "models"), "--set", "checkpoint_every=2", "--set", "lora.rank=4"]  # fmt: skip

@@ -206,6 +206,11 @@ class _Run:
             )
         self.acc.load_state(str(ckpt))
         step = int(state["step"])
+        if int(state.get("world_size", 1)) != self.acc.num_processes:
+            self._log(
+                f"resuming with {self.acc.num_processes} rank(s) from a checkpoint of {state['world_size']}: "
+                "the samples of the coming steps are split differently than in an uninterrupted run"
+            )
         if self.acc.is_main_process:
             ck.trim_metrics(self.out, step)
         self._log(f"resumed from {ckpt} at step {step}")

@@ -98,8 +98,7 @@ def trim_metrics(run: Path, step: int) -> None:
     path = Path(run) / METRICS
     if not path.is_file():
         return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    keep = [ln for ln in lines if json.loads(ln)["step"] <= step]
+    keep = [ln for ln, row in _rows(path) if row["step"] <= step]
     atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
 
@@ -107,7 +106,18 @@ def read_metrics(run: Path) -> list[dict[str, Any]]:
     path = Path(run) / METRICS
     if not path.is_file():
         return []
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    return [row for _ln, row in _rows(path)]
+
+
+def _rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """The complete lines of a metrics file (a line torn by a killed run is dropped)."""
+    out = []
+    for ln in path.read_text().splitlines():
+        try:
+            out.append((ln, json.loads(ln)))
+        except json.JSONDecodeError:
+            continue
+    return out
 
 
 def loss_svg(rows: list[dict[str, Any]], width: int = 640, height: int = 320) -> str:

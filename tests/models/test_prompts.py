@@ -102,3 +102,12 @@ def test_text_encoder_placement(models_dir):
         assert np.array_equal(backend.generate(request()), base)
         assert backend.pipeline().text_encoder.device.type == "cpu"
         assert backend.describe()["text_encoder"] == placement
+
+
+@pytest.mark.parametrize("model", ["tiny-wan-i2v", "tiny-wan-vace"])
+def test_guidance_one_in_diffusers_pipelines(models_dir, tom_hanks, model):
+    backend = load_backend(ModelOptions(model=model, models_dir=models_dir))
+    pipe = backend.pipeline()
+    with Calls(pipe.transformer) as calls, Calls(pipe.text_encoder) as t5:
+        backend.generate(request(steps=3, guidance=1.0, ref_images=[tom_hanks], **TIMELINE))
+    assert calls.n == 3 and t5.n == 3  # one pass per step; prompt + 2 events, no negative prompt

@@ -313,7 +313,7 @@ def _print_levers(r: dict) -> None:
         f"levers: tiny-wan, {s['frames']} frames {s['width']}x{s['height']}, {s['steps']} steps, "
         f"backend.generate per video ({s['videos']} videos x {s['reps']} reps, {r['machine']})"
     )
-    head = ("s/video", "wall median", "CPU median", "speed-up (wall)")
+    head = ("s/video", "wall median", "CPU median", "speed-up wall", "speed-up CPU")
     rows = lever_rows(r["levers"], s["guidance"])
     widths = [max(len(str(x[i])) for x in [head, *rows]) for i in range(len(head))]
     for row in [head, *rows]:

@@ -56,6 +56,10 @@ def test_defaults_are_recorded_with_how_they_were_chosen(tmp_path, models_dir):
         ["--cases", str(cases), *SMALL, "--steps", "2", "--identity", "none", "--out", str(out)], models_dir
     )
     assert r.exit_code == 0, r.output
+    said = " ".join(r.stdout.split())
+    assert "default: flow shift 3: derived from the size 32x32" in said
+    assert "default: VAE tiling off: off by default below 720p" in said
+    assert "default: negative prompt: Wan's default negative prompt" in said
     (rec,) = read_generation_log(out)
     b = rec["backend"]
     assert b["flow_shift"] == 3.0 and "derived from the size 32x32" in b["flow_shift_source"]

@@ -121,6 +121,7 @@ def test_reactid_events_in_seconds_and_frames(tmp_path):
     assert [(e.start, e.end) for e in b.events] == [(0.0, 1.5), (1.5, 3.0)]  # 24 and 48 frames at 16 fps
     assert (a.frame_start, a.frame_end, a.fps, a.t_end) == (0, 48, 16.0, 3.0)
     assert a.bucket["frames"] == 45 and a.ref_same_segment
+    assert b.face_box == pytest.approx(BOX, abs=1e-3)  # a pixel face_bbox, normalised by the frame size
     assert report.by_reason == {"missing-video": 1}
 
 

@@ -214,11 +214,11 @@ def run_prepare(cfg: PrepareConfig, progress: Progress | None = None) -> Prepare
     check_engine(cfg.engine)
     out = Path(cfg.out)
     check_out_folder(out, cfg.source, cfg.overwrite)
+    backend, note = resolve_face_backend(cfg.face_backend, cfg.models_dir)
+    progress.log(note)
     with folder_lock(out):
         if cfg.overwrite:
             _clear(out)
-        backend, note = resolve_face_backend(cfg.face_backend, cfg.models_dir)
-        progress.log(note)
         wcfg = WorkConfig(str(out), cfg.sample, backend, str(cfg.models_dir) if cfg.models_dir else None)
         report = PrepareReport(out=out, face_backend=backend, face_backend_note=note, engine=cfg.engine)
         _write_record(cfg, source, report, "running")

@@ -63,6 +63,9 @@ def test_good_samples_in_the_manifest_bad_ones_in_rejects(vip, tmp_path):
     assert all(r["sample"] and r["segment"] and r["detail"] for r in rejects)
     assert report.by_reason == {"corrupt-video": 1, "missing-video": 1, "too-short": 1}
     assert rec.count("advance") == 5  # the five samples with a video on disk
+    from ipvgkit.config import resolve
+
+    assert resolve(PrepareConfig, tmp_path / "p/prepare.yaml") == _cfg(ann, videos, tmp_path / "p")
     record = json.loads((tmp_path / "p/prepare.json").read_text())
     assert record["state"] == "finished" and record["face_backend"] == "none"
 

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ipvgkit.config import save as save_config
 from ipvgkit.data.manifest import (
     MANIFEST_NAME,
     REJECTS_NAME,
@@ -173,7 +174,7 @@ def folder_lock(out: Path) -> Iterator[None]:
 
 
 def _clear(out: Path) -> None:
-    for name in (JOURNAL_NAME, MANIFEST_NAME, REJECTS_NAME, RECORD_NAME):
+    for name in (JOURNAL_NAME, MANIFEST_NAME, REJECTS_NAME, RECORD_NAME, "prepare.yaml"):
         (out / name).unlink(missing_ok=True)
     for d in OUTPUT_DIRS:
         shutil.rmtree(out / d, ignore_errors=True)
@@ -222,6 +223,7 @@ def run_prepare(cfg: PrepareConfig, progress: Progress | None = None) -> Prepare
         wcfg = WorkConfig(str(out), cfg.sample, backend, str(cfg.models_dir) if cfg.models_dir else None)
         report = PrepareReport(out=out, face_backend=backend, face_backend_note=note, engine=cfg.engine)
         _write_record(cfg, source, report, "running")
+        save_config(cfg, out / "prepare.yaml")
         specs, rejects = _list_items(source, cfg.limit)
         shash = settings_hash(wcfg)
         done = _finished(out, shash, specs)

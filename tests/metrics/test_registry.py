@@ -6,7 +6,7 @@ import pytest
 
 from ipvgkit.errors import UsageError
 from ipvgkit.metrics import METRICS, Metric, MetricResult, get_metric, known_metrics, register
-from ipvgkit.metrics.weights import (
+from ipvgkit.metrics.presets import (
     DEFAULT_WEIGHTS,
     PRESET_OPTIONS,
     PRESETS,

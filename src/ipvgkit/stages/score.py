@@ -116,7 +116,7 @@ class ScoreReport:
 def resolve_metric_names(cfg: ScoreConfig) -> tuple[str | None, list[str]]:
     """(preset or None, metric names) chosen by the config; unknown names raise UsageError."""
     from ipvgkit.metrics import known_metrics
-    from ipvgkit.metrics.weights import preset_metrics
+    from ipvgkit.metrics.presets import preset_metrics
 
     if cfg.metrics:
         names = list(dict.fromkeys(m.strip() for m in cfg.metrics if m.strip()))
@@ -132,7 +132,7 @@ def resolve_metric_names(cfg: ScoreConfig) -> tuple[str | None, list[str]]:
 def build_metrics(preset: str | None, names: list[str]) -> list[Metric]:
     """Metric instances with the preset's options (e.g. opens2v's 32-frame FaceSim-Cur)."""
     from ipvgkit.metrics import get_metric
-    from ipvgkit.metrics.weights import PRESET_OPTIONS
+    from ipvgkit.metrics.presets import PRESET_OPTIONS
 
     opts = PRESET_OPTIONS.get(preset or "", {})
     return [get_metric(n, **opts.get(n, {})) for n in names]
@@ -320,7 +320,7 @@ def summarise(
     timings: dict[str, float],
 ) -> dict:
     """``summary.json``: per-metric means over videos with a value, counts, totals, run-level values."""
-    from ipvgkit.metrics.weights import weighted_total, weights_for
+    from ipvgkit.metrics.presets import weighted_total, weights_for
 
     names = [m.name for m in metrics]
     table = weights_for(preset, names)
@@ -650,7 +650,7 @@ def _score_chunk(
 
 
 def _add_totals(rows: list[dict], preset: str | None, names: list[str]) -> None:
-    from ipvgkit.metrics.weights import weighted_total, weights_for
+    from ipvgkit.metrics.presets import weighted_total, weights_for
 
     table = weights_for(preset, names)
     for r in rows:

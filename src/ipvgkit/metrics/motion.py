@@ -117,7 +117,7 @@ class DynamicDegree(Metric):
     """
 
     name = "dynamic_degree"
-    process_parallel = True  # OpenCV only (RAFT runs in one process: see load)
+    recorded_keys = ("flow", "flow_substitution")
     family = "motion"
     description = (
         "VBench dynamic degree (RAFT-things or recorded OpenCV substitute; 1.0 dynamic / 0.0 static)"
@@ -132,6 +132,13 @@ class DynamicDegree(Metric):
         self.algorithm = "opencv-farneback"
         self.substitution: str | None = None
         self.raft: Any = None
+
+    @property
+    def process_parallel(self) -> bool:  # type: ignore[override]
+        """OpenCV flow gains from video chunks in processes; RAFT (torch, one model per process) does not."""
+        from ipvgkit.metrics.flow import torchvision_problem
+
+        return self.flow == "opencv-farneback" or torchvision_problem() is not None
 
     def load(self, ctx: MetricContext) -> None:
         self.workers = _workers(ctx)

@@ -320,11 +320,12 @@ def summarise(
     timings: dict[str, float],
 ) -> dict:
     """``summary.json``: per-metric means over videos with a value, counts, totals, run-level values."""
-    from ipvgkit.metrics.presets import weighted_total, weights_for
+    from ipvgkit.metrics.presets import run_total, weights_for
 
     names = [m.name for m in metrics]
     table = weights_for(preset, names)
     per: dict[str, dict] = {}
+    results = {m.name: _row_results(m.name, rows) for m in metrics}
     for m in metrics:
         vals = [r["metrics"].get(m.name) for r in rows]
         got = [v for v in vals if v is not None]
@@ -335,6 +336,7 @@ def summarise(
             "n_failed": sum(1 for r in rows if m.name in r["errors"]) - na,
             "n_not_applicable": na,
             "higher_is_better": m.higher_is_better,
+            **m.run_summary(results[m.name]),
         }
         if m.name in table:
             w = table[m.name]
@@ -348,10 +350,12 @@ def summarise(
         per[m.name] = entry
     totals = [r["total"] for r in rows if r.get("total") is not None]
     missing = [r["output_name"] for r in rows if r["errors"] and MISSING_VIDEO in r["errors"].values()]
+    total = run_total(preset, metrics, results)
     return {
         "preset": preset,
         "metrics": per,
-        "total": weighted_total({k: v["mean"] for k, v in per.items()}, table),
+        "total": total["value"],
+        "total_detail": total,
         "total_mean_over_videos": sum(totals) / len(totals) if totals else None,
         "weights": {k: {"weight": w.weight, "lo": w.lo, "hi": w.hi} for k, w in table.items()},
         "run_metrics": run_metrics,
@@ -657,6 +661,13 @@ def _add_totals(rows: list[dict], preset: str | None, names: list[str]) -> None:
         r["total"] = weighted_total(r["metrics"], table)
 
 
+def _row_results(name: str, rows: list[dict]) -> list[MetricResult]:
+    """Every row's result of metric ``name`` (as the metric computed it)."""
+    return [
+        MetricResult(r["metrics"].get(name), r["extra"].get(name, {}), r["errors"].get(name)) for r in rows
+    ]
+
+
 def _finalize(metrics: list[Metric], rows: list[dict], reused: int = 0) -> dict[str, dict]:
     """Run-level values (``Metric.finalize``) from every row's result, reused rows included.
 
@@ -665,10 +676,7 @@ def _finalize(metrics: list[Metric], rows: list[dict], reused: int = 0) -> dict[
     """
     out: dict[str, dict] = {}
     for m in metrics:
-        results = [
-            MetricResult(r["metrics"].get(m.name), r["extra"].get(m.name, {}), r["errors"].get(m.name))
-            for r in rows
-        ]
+        results = _row_results(m.name, rows)
         try:
             value = m.finalize(results)
         except Exception as e:  # noqa: BLE001 - reported in summary.json, the per-video scores stand

@@ -257,10 +257,13 @@ class Metric(ABC):
         """What the run summary says about this metric beyond its mean: the run value, the rule that made
         it, and the distinct values of :attr:`recorded_keys` (a substitution is never silent)."""
         out: dict[str, Any] = {"run_value": self.run_value(results), "aggregation": self.run_aggregation}
+        recorded = {}
         for key in self.recorded_keys:
             seen = sorted({str(r.extra[key]) for r in results if r.extra.get(key) is not None})
             if seen:
-                out[key] = seen
+                recorded[key] = seen
+        if recorded:
+            out["recorded"] = recorded
         return out
 
     def __repr__(self) -> str:

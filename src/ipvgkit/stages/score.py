@@ -419,6 +419,7 @@ def run_scoring(
     resolved metric list with ready instances (library use: custom embedders, tests).
     """
     from ipvgkit import config as config_mod
+    from ipvgkit.metrics.setup import files_used
 
     t_start = time.perf_counter()
     if cfg.out is None:
@@ -503,6 +504,7 @@ def run_scoring(
     run_metrics = _finalize(metrics, ordered, reused)
     timings["_total"] = time.perf_counter() - t_start
     summary = summarise(ordered, metrics, preset, run_metrics, case_errors, timings)
+    summary["model_files"] = files_used(metrics, cfg.models_dir)
     _write_rows(out / SCORES_NAME, ordered)
     atomic_write_text(out / SUMMARY_NAME, to_json(summary, indent=2) + "\n")
     if partial.exists():

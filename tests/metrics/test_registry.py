@@ -55,7 +55,11 @@ def test_presets_match_the_spec():
     assert PRESETS["vbench"] == ["dynamic_degree", "subject_consistency"]
     assert PRESETS["offline"] == ["facesim_dlib", "motion_amplitude", "dynamic_degree"]
     assert WEIGHTS["opens2v"]["aesthetic"] == Weight(0.16, 4.0, 7.0)  # OpenS2V-Eval v1.1 Open-Domain
-    assert PRESET_OPTIONS["opens2v"]["facesim_cur"] == {"n_frames": 32, "skip_zero": True}
+    assert PRESET_OPTIONS["opens2v"]["facesim_cur"] == {
+        "n_frames": 32,
+        "skip_zero": True,
+        "opens2v_cases": True,
+    }
     m = get_metric("facesim_cur", **PRESET_OPTIONS["opens2v"]["facesim_cur"])
     assert len(m.frame_indices(81)) == 32
 

@@ -138,10 +138,12 @@ PRESET_HELP: dict[str, str] = {
     "offline": "needs no downloaded weights: dlib face similarity, motion amplitude, dynamic degree",
 }
 
-# Constructor options of a metric inside a preset (SPEC §4: OpenS2V's FaceSim-Cur reads 32 frames and
-# leaves out frames whose score is zero).
+# Constructor options of a metric inside a preset (SPEC §4: OpenS2V's FaceSim-Cur reads 32 frames,
+# leaves out frames whose score is zero, scores human cases only and picks the reference image by path:
+# ipvgkit.metrics.opens2v).
 PRESET_OPTIONS: dict[str, dict[str, dict]] = {
-    name: {"facesim_cur": {"n_frames": 32, "skip_zero": True}} for name in OPENS2V_TABLES
+    name: {"facesim_cur": {"n_frames": 32, "skip_zero": True, "opens2v_cases": True}}
+    for name in OPENS2V_TABLES
 }
 
 # Default normalisation of every metric (used by ``--metrics`` lists and the report's colouring).

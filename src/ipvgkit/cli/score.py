@@ -161,13 +161,13 @@ def print_score_table(report) -> None:
 
     s = report.summary
     table = Table(title=f"ipvg score ({s.get('preset') or 'custom'}) -> {report.out}")
-    for col in ("metric", "mean", "videos", "failed", "n/a", "no-face frames"):
+    for col in ("metric", "value", "videos", "failed", "n/a", "no-face frames"):
         table.add_column(col, justify="left" if col == "metric" else "right")
     for name, m in s["metrics"].items():
         nf = m.get("frames_no_face")
         table.add_row(
             name,
-            _fmt(m["mean"]),
+            _fmt(m.get("run_value", m["mean"])),  # the run value the total uses (e.g. frame-weighted)
             str(m["n"]),
             str(m["n_failed"]),
             str(m["n_not_applicable"]),

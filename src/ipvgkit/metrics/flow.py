@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -81,6 +82,7 @@ def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
+@lru_cache(maxsize=1)
 def torchvision_problem() -> str | None:
     """None when torchvision's RAFT imports, else why not (one line)."""
     try:

@@ -227,3 +227,32 @@ def test_flow_substitution_is_recorded(tmp_path):
         with pytest.raises(MissingWeightsError):
             get_metric("dynamic_degree", flow="raft-things").load(ctx)
     assert get_metric("dynamic_degree", flow="raft-things").model_files()[0].name == "raft-large-c-t-v1"
+
+
+def test_raft_path_matches_torchvision_run_directly(tmp_path):
+    """Where torchvision imports (not in this build's CPU torch): a raft_large state dict saved under the
+    C_T_V1 file name is found, loaded strict, and gives the flow of torchvision's model run by hand on the
+    sintel-padded frames scaled to [-1, 1]."""
+    import torch
+
+    tv_flow = pytest.importorskip("torchvision.models.optical_flow")
+    from ipvgkit.metrics import MetricContext
+    from ipvgkit.metrics.flow import RAFT_LARGE
+
+    torch.manual_seed(0)
+    net = tv_flow.raft_large(weights=None, progress=False).eval()
+    torch.save(net.state_dict(), tmp_path / RAFT_LARGE.relpath)
+    path = encode_video(shifting(3, 60, 90, 2), tmp_path / "v.mp4", fps=8, crf=10)
+    dd = get_metric("dynamic_degree")
+    dd.load(MetricContext(models_dir=tmp_path))
+    r = dd.compute(_sample(path, [dd]))
+    assert r.extra["flow"] == "raft-things" and "flow_substitution" not in r.extra
+    frames = read_video(path)
+    padded = [ref_pad(f) for f in frames]
+    scores = []
+    for a, b in zip(padded[:-1], padded[1:], strict=True):
+        ta, tb = (2 * (torch.from_numpy(x).permute(2, 0, 1)[None].float() / 255.0) - 1 for x in (a, b))
+        with torch.no_grad():
+            flow = net(ta, tb, num_flow_updates=20)[-1][0].permute(1, 2, 0).numpy()
+        scores.append(ref_pair_score(flow))
+    assert r.extra["max_pair_score"] == pytest.approx(max(scores), rel=1e-4)

@@ -18,7 +18,7 @@ def test_vbench_prints_flow_weights_and_partial_total(tmp_path, tom_hanks):
     make_tiny_dino(models / "dino-vitb16")
     out = tmp_path / "out"
     args = ["score", str(sub), "--cases", str(ts), "--preset", "vbench", "--models-dir", str(models)]
-    r = CliRunner().invoke(app, [*args, "-o", str(out), "-q"], env={"COLUMNS": "100"})
+    r = CliRunner().invoke(app, [*args, "-o", str(out), "-q"], env={"COLUMNS": "160"})
     assert r.exit_code == 0, r.output
     text = " ".join(r.output.split())
     assert "dynamic_degree: flow = opencv-farneback" in text

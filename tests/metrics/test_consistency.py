@@ -106,7 +106,9 @@ def test_preprocessing_keeps_the_aspect_ratio():
     ref = np.stack([np.round(np_bilinear(f, 224, 358)) for f in frames]) / 255.0
     ref = ((ref - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])).transpose(0, 3, 1, 2)
     assert x.shape == (2, 3, 224, 358)
-    assert np.abs(x - ref).max() < 1e-5
+    # in uint8 levels: the same, except where float32 vs float64 puts a value on the other side of .5
+    levels = np.abs(x - ref) * np.array([0.229, 0.224, 0.225])[None, :, None, None] * 255
+    assert levels.max() < 1 + 1e-3 and np.mean(levels > 1e-3) < 0.005
 
 
 def test_run_value_is_frame_weighted(models, tmp_path):

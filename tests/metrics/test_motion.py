@@ -242,7 +242,7 @@ def test_raft_path_matches_torchvision_run_directly(tmp_path):
     torch.manual_seed(0)
     net = tv_flow.raft_large(weights=None, progress=False).eval()
     torch.save(net.state_dict(), tmp_path / RAFT_LARGE.relpath)
-    path = encode_video(shifting(3, 60, 90, 2), tmp_path / "v.mp4", fps=8, crf=10)
+    path = encode_video(shifting(3, 130, 186, 2), tmp_path / "v.mp4", fps=8, crf=10)  # >= 128: torchvision
     dd = get_metric("dynamic_degree")
     dd.load(MetricContext(models_dir=tmp_path))
     r = dd.compute(_sample(path, [dd]))
@@ -256,3 +256,9 @@ def test_raft_path_matches_torchvision_run_directly(tmp_path):
             flow = net(ta, tb, num_flow_updates=20)[-1][0].permute(1, 2, 0).numpy()
         scores.append(ref_pair_score(flow))
     assert r.extra["max_pair_score"] == pytest.approx(max(scores), rel=1e-4)
+    torch.save({"bad": torch.zeros(1)}, tmp_path / RAFT_LARGE.relpath)
+    from ipvgkit.errors import InputError
+    from ipvgkit.metrics.flow import RaftFlow
+
+    with pytest.raises(InputError, match="missing key"):
+        RaftFlow(tmp_path / RAFT_LARGE.relpath)

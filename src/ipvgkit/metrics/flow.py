@@ -118,8 +118,25 @@ def resolve_flow(choice: str, models_dir) -> tuple[FlowAlgorithm, str | None]:
     return "raft-things", None
 
 
+def _state_dict_problem(own: dict, sd: object) -> str | None:
+    """The first reason ``sd`` does not fit ``own`` key for key and shape for shape (None: it fits)."""
+    if not isinstance(sd, dict):
+        return f"a {type(sd).__name__}, not a state dict"
+    for k, v in own.items():
+        if k not in sd:
+            return f"missing key {k!r}"
+        if tuple(sd[k].shape) != tuple(v.shape):
+            return f"key {k!r} has shape {tuple(sd[k].shape)}, expected {tuple(v.shape)}"
+    extra = [k for k in sd if k not in own]
+    return f"unexpected key {extra[0]!r}" if extra else None
+
+
 class RaftFlow:
-    """torchvision ``raft_large`` with the ``C_T_V1`` state dict (loaded ``strict=True``), 20 updates."""
+    """torchvision ``raft_large`` with the ``C_T_V1`` state dict (loaded ``strict=True``), 20 updates.
+
+    torchvision's RAFT needs frames of at least 128 x 128 (its correlation pyramid); a smaller video
+    fails that metric with torchvision's message in its row.
+    """
 
     def __init__(self, path, device: str = "cpu"):
         import torch
@@ -131,12 +148,10 @@ class RaftFlow:
         self.device = resolve_device(device)
         self.model = raft_large(weights=None, progress=False)
         sd = torch.load(str(path), map_location="cpu", weights_only=True)
-        try:
-            self.model.load_state_dict(sd, strict=True)
-        except RuntimeError as e:
-            raise InputError(
-                f"{path}: not torchvision raft_large weights ({str(e).splitlines()[0]})"
-            ) from None
+        problem = _state_dict_problem(self.model.state_dict(), sd)
+        if problem:
+            raise InputError(f"{path}: not torchvision raft_large weights ({problem})")
+        self.model.load_state_dict(sd, strict=True)
         self.model.eval().to(self.device)
         self._torch = torch
 

@@ -112,3 +112,21 @@ def test_cache_latents_needs_a_model(vip, tmp_path):
                             "--cache-latents"])  # fmt: skip
     assert r.exit_code == 2 and "--cache-latents needs --model" in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_cache_latents_then_prepare_cache_reuses(vip, tmp_path):
+    ann, videos = vip
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(json.loads(ann.read_text())[1:2]))  # good2: one sample
+    out, models = tmp_path / "p", tmp_path / "models"
+    args = ["prepare", "vip200k", "-a", str(good), "--videos", str(videos), "--out", str(out), "-q",
+            "--face-backend", "none", "--set", "sample.buckets=[32x32]", "--set", "sample.max_frames=5",
+            "--cache-latents", "--model", "tiny-wan", "--models-dir", str(models)]  # fmt: skip
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "cache: 1 cached, 0 reused (tiny-wan@" in r.stdout
+    again = runner.invoke(app, ["prepare", "cache", "--data", str(out), "--model", "tiny-wan", "--models-dir",
+                                str(models), "--device", "cpu", "-q"])  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert "cache: 0 cached, 1 reused" in again.stdout

@@ -63,6 +63,9 @@ def test_good_samples_in_the_manifest_bad_ones_in_rejects(vip, tmp_path):
     assert all(r["sample"] and r["segment"] and r["detail"] for r in rejects)
     assert report.by_reason == {"corrupt-video": 1, "missing-video": 1, "too-short": 1}
     assert rec.count("advance") == 5  # the five samples with a video on disk
+    from ipvgkit.config import resolve
+
+    assert resolve(PrepareConfig, tmp_path / "p/prepare.yaml") == _cfg(ann, videos, tmp_path / "p")
     record = json.loads((tmp_path / "p/prepare.json").read_text())
     assert record["state"] == "finished" and record["face_backend"] == "none"
 
@@ -121,6 +124,7 @@ def test_reactid_events_in_seconds_and_frames(tmp_path):
     assert [(e.start, e.end) for e in b.events] == [(0.0, 1.5), (1.5, 3.0)]  # 24 and 48 frames at 16 fps
     assert (a.frame_start, a.frame_end, a.fps, a.t_end) == (0, 48, 16.0, 3.0)
     assert a.bucket["frames"] == 45 and a.ref_same_segment
+    assert b.face_box == pytest.approx(BOX, abs=1e-3)  # a pixel face_bbox, normalised by the frame size
     assert report.by_reason == {"missing-video": 1}
 
 

@@ -233,6 +233,19 @@ def _print_summary(report) -> None:
     out.print(table)
     extra = f", weights loaded in {report.load_seconds:.1f} s" if report.load_seconds is not None else ""
     out.print(f"{report.seconds:.1f} s in all{extra}; log: {report.log_path}", highlight=False)
+    _print_defaults(report)
+
+
+def _print_defaults(report) -> None:
+    """Say the settings the backend chose by default (flow shift, VAE tiling, negative prompt)."""
+    from rich.markup import escape
+
+    from ipvgkit.cli.ui import out
+    from ipvgkit.models.wan import defaults_said
+
+    first = next((r for r in report.results if r.status == "ok" and r.backend), None)
+    for line in defaults_said(first.backend if first else None):
+        out.print(f"default: {escape(line)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -21,20 +21,20 @@ from ipvgkit.stages.prepare_engines import Engine
 
 EPILOG = """Examples:
 
-  ipvg prepare vip200k --annotations vip200k.json --videos vids/ --out prep/
+  ipvg prepare vip200k -a vip200k.json --videos vids/ --out prep/
 
-  ipvg prepare vip200k --annotations vip200k.json --videos vids/ --list-missing todo.txt
+  ipvg prepare vip200k -a vip200k.json --videos vids/ --list-missing todo.txt
 
-  ipvg prepare vip200k ... --out prep/ --engine ray --workers 8     # Ray Data (local, or --ray-address)
+  ipvg prepare vip200k -a vip200k.json --videos vids/ --out prep/ --engine ray
 
-  ipvg prepare reactid --root ReactID-Data/ --out prep2/ --set sample.min_face_px=48
+  ipvg prepare reactid --root ReactID-Data/ --out prep2/
 
-  ipvg prepare cache --data prep/ --model Wan-AI/Wan2.1-T2V-1.3B-Diffusers
+  ipvg prepare cache --data prep/ --model tiny-wan
 
   ipvg prepare stats prep/ --json
 
-Reruns resume (finished samples are kept). Exit codes: 0 every sample prepared, 1 some samples
-rejected (listed in OUT/rejects.jsonl, summary by reason on stderr) or bad input, 2 usage.
+Reruns resume. Exit codes: 0 all prepared; 1 some items rejected (see
+OUT/rejects.jsonl; summary by reason on stderr) or bad input; 2 usage.
 See docs/prepare.md.
 """
 

@@ -81,12 +81,14 @@ class PromptCache:
             if k in self._items:
                 self.hits += 1
                 self._items.move_to_end(k)
-            else:
-                self.misses += 1
-                self._items[k] = self._encode([text], device, dtype)[0]
-                while len(self._items) > self.size:
-                    self._items.popitem(last=False)
-            out.append(self._items[k])
+                out.append(self._items[k])
+                continue
+            self.misses += 1
+            value = self._encode([text], device, dtype)[0]
+            self._items[k] = value
+            while len(self._items) > self.size:  # size 0: no caching at all
+                self._items.popitem(last=False)
+            out.append(value)
         return out
 
     def stats(self) -> dict:

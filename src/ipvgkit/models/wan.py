@@ -289,6 +289,29 @@ class WanBackend:
         }
 
 
+DEFAULTS_SAID = (
+    ("flow shift", "flow_shift", "flow_shift_source"),
+    ("VAE tiling", "vae_tiling_used", "vae_tiling_source"),
+    ("negative prompt", None, "negative_prompt_source"),
+)
+
+
+def defaults_said(described: dict | None) -> list[str]:
+    """One line per setting a Wan backend chose by default for a case (from its ``describe()``), e.g.
+    ``flow shift 3.0: derived from the size 832x480 (...)``, for the run's output; given ones are left out."""
+    lines = []
+    for label, value_key, source_key in DEFAULTS_SAID:
+        source = (described or {}).get(source_key)
+        if not source or source.startswith("given"):
+            continue
+        value = described.get(value_key) if value_key else None
+        shown = {True: "on", False: "off", None: ""}.get(
+            value, f"{value:g}" if isinstance(value, float) else value
+        )
+        lines.append(f"{label}{' ' + str(shown) if shown else ''}: {source}")
+    return lines
+
+
 def _has_two_experts(resolved: ResolvedModel) -> bool:
     """True for a Wan 2.2 A14B layout (a ``transformer_2`` component in ``model_index.json``)."""
     entry = resolved.model_index().get("transformer_2")

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ipvgkit.config import save as save_config
 from ipvgkit.data.manifest import (
     MANIFEST_NAME,
     REJECTS_NAME,
@@ -173,7 +174,7 @@ def folder_lock(out: Path) -> Iterator[None]:
 
 
 def _clear(out: Path) -> None:
-    for name in (JOURNAL_NAME, MANIFEST_NAME, REJECTS_NAME, RECORD_NAME):
+    for name in (JOURNAL_NAME, MANIFEST_NAME, REJECTS_NAME, RECORD_NAME, "prepare.yaml"):
         (out / name).unlink(missing_ok=True)
     for d in OUTPUT_DIRS:
         shutil.rmtree(out / d, ignore_errors=True)
@@ -214,14 +215,15 @@ def run_prepare(cfg: PrepareConfig, progress: Progress | None = None) -> Prepare
     check_engine(cfg.engine)
     out = Path(cfg.out)
     check_out_folder(out, cfg.source, cfg.overwrite)
+    backend, note = resolve_face_backend(cfg.face_backend, cfg.models_dir)
+    progress.log(note)
     with folder_lock(out):
         if cfg.overwrite:
             _clear(out)
-        backend, note = resolve_face_backend(cfg.face_backend, cfg.models_dir)
-        progress.log(note)
         wcfg = WorkConfig(str(out), cfg.sample, backend, str(cfg.models_dir) if cfg.models_dir else None)
         report = PrepareReport(out=out, face_backend=backend, face_backend_note=note, engine=cfg.engine)
         _write_record(cfg, source, report, "running")
+        save_config(cfg, out / "prepare.yaml")
         specs, rejects = _list_items(source, cfg.limit)
         shash = settings_hash(wcfg)
         done = _finished(out, shash, specs)

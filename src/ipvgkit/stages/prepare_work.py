@@ -307,7 +307,9 @@ def _sample(spec: SampleSpec, cfg: WorkConfig) -> Sample:
             atomic_write_bytes(out / emb_rel, _npy(emb))
     _filters(cfg, quality)
     bh, bw = choose_bucket(rng.width, rng.height, cfg.settings.buckets)
-    face_box = spec.face_box or (ref.xyxy_norm if ref.same_segment and not ref.pixels else None)
+    fh, fw = ref_frame.shape[:2]
+    in_clip = [round(box[0] / fw, 4), round(box[1] / fh, 4), round(box[2] / fw, 4), round(box[3] / fh, 4)]
+    face_box = spec.face_box or (in_clip if ref.same_segment else None)
     return Sample(
         sample_id=spec.sample_id, source=spec.source, identity_id=spec.identity_id, video=spec.video,
         frame_start=spec.frame_start, frame_end=spec.frame_end, fps=spec.fps, t_start=spec.t_start,

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from ipvgkit.errors import CheckFailed, InputError, MediaError, UsageError
 from ipvgkit.fsutil import atomic_path, is_temp_name
-from ipvgkit.stages.pack_probe import VideoFacts, close_zips, probe_item
+from ipvgkit.media.probe import VideoFacts, close_zips, probe_item
 from ipvgkit.stages.pack_zip import ZipLimits, crc_check, read_zip, write_zip
 
 Layout = Literal["auto", "id-prompt", "flat"]

@@ -50,3 +50,9 @@ def atomic_write_text(dest: Path, text: str) -> Path:
 def is_temp_name(name: str) -> bool:
     """True for names produced by :func:`atomic_path` (half-written files)."""
     return name.startswith(".") and ".tmp-" in name
+
+
+def is_inside(child: Path, parent: Path) -> bool:
+    """True when ``child`` is ``parent`` or lies below it (both resolved: links and ``..`` followed)."""
+    child, parent = Path(child).resolve(), Path(parent).resolve()
+    return child == parent or parent in child.parents

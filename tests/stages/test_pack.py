@@ -509,3 +509,14 @@ def test_pack_with_fix_encoding_keeps_broken_files_as_problems(tmp_path, src):
     r = pack_submission(cfg)
     assert r.ok and zipfile.ZipFile(out).namelist()[-1] == "submission/1.mp4"
     assert r.summary()["codecs"] == {"h264": 1}
+
+
+def test_pack_reports_progress_through_the_protocol(tmp_path, src):
+    from ipvgkit.progress import Recorder
+
+    sub = _sub(tmp_path / "sub", _grid(src["good"]))
+    rec = Recorder()
+    pack_submission(PackConfig(submission=sub, output=tmp_path / "r.zip"), rec)
+    phases = [e[1:] for e in rec.events if e[0] == "phase"]
+    assert phases == [("checking videos", 4), ("writing zip", 4), ("verifying zip", 4)]
+    assert rec.count("advance") == 12

@@ -1,0 +1,216 @@
+"""The rules of ``ipvg pack`` (SPEC §2) as pure functions: file kinds, layouts and names, per-video facts.
+
+Each function returns problem/warning lines; nothing here reads a file except :func:`expected_names`,
+which loads the test set. Every line starts with the file's path relative to the submission folder
+(lines about the whole submission have no path and sort first: :func:`sorted_lines`).
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Literal
+
+from ipvgkit.errors import InputError, UsageError
+from ipvgkit.stages.pack_walk import Item, is_stray, is_temp
+
+if TYPE_CHECKING:
+    from ipvgkit.media.probe import VideoFacts
+
+Layout = Literal["auto", "id-prompt", "flat"]
+LAYOUTS: tuple[str, ...] = typing.get_args(Layout)
+LAYOUT_PATTERNS = {
+    "id-prompt": (re.compile(r"^id\d{3,}/prompt[1-9]\d*\.mp4$"), "idNNN/promptK.mp4"),
+    "flat": (re.compile(r"^[1-9]\d*\.mp4$"), "N.mp4"),
+}
+# What ``ipvg generate`` keeps in its output folder beside the videos (stages/generate.py: CONFIG_NAME,
+# LOG_NAME, per-rank logs): left out of the zip with a note, so a generate folder packs as it is.
+BOOKKEEPING = re.compile(r"^(generate\.yaml|generation(\.rank\d+)?\.jsonl)$")
+
+
+def check_layout(layout: str) -> None:
+    """A :class:`UsageError` naming the choices when ``layout`` is not one of :data:`LAYOUTS`."""
+    if layout not in LAYOUTS:
+        raise UsageError(f"--layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+
+
+def classify(
+    items: Sequence[Item], kind: Literal["folder", "zip"]
+) -> tuple[list[Item], list[str], list[str]]:
+    """Sort a submission's files: ``(videos, problems, notes)``. OS litter and ``ipvg generate``'s
+    bookkeeping are left out of a folder's zip (notes) but are problems inside a zip."""
+    videos: list[Item] = []
+    problems: list[str] = []
+    notes: list[str] = []
+    for it in items:
+        if is_stray(it.rel):
+            if kind == "folder":
+                notes.append(f"{it.rel}: OS metadata file, left out of the zip")
+            else:
+                problems.append(f"{it.rel}: OS metadata file in the zip (remove it)")
+        elif BOOKKEEPING.match(it.rel):
+            if kind == "folder":
+                notes.append(f"{it.rel}: ipvg generate's bookkeeping file, left out of the zip")
+            else:
+                problems.append(f"{it.rel}: ipvg generate's bookkeeping file in the zip (remove it)")
+        elif is_temp(PurePosixPath(it.rel).name):
+            problems.append(f"{it.rel}: unexpected file (a temporary or partial file)")
+        elif not it.rel.endswith(".mp4"):
+            problems.append(f"{it.rel}: unexpected file (only .mp4 videos belong in a submission)")
+        else:
+            videos.append(it)
+    return videos, problems, notes
+
+
+# ------------------------------------------------------------------------------------------- videos
+
+
+def video_findings(f: VideoFacts, strict: bool = False) -> tuple[list[str], list[str]]:
+    """``(problems, warnings)`` for one probed video; ``strict`` turns the warnings into problems."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    if f.error:
+        problems.append(f"{f.name}: {f.error}")
+    if f.brand == "qt  ":
+        problems.append(f"{f.name}: QuickTime .mov file (ftyp brand 'qt'), must be MP4 (use --fix-encoding)")
+    elif f.container and "mp4" not in f.container.split(","):
+        problems.append(f"{f.name}: container {f.container}, must be MP4 (use --fix-encoding)")
+    if f.codec and f.codec != "h264":
+        problems.append(f"{f.name}: codec {f.codec}, must be h264 (use --fix-encoding)")
+    soft: list[str] = []
+    if f.codec == "h264" and f.pix_fmt and f.pix_fmt != "yuv420p":
+        soft.append(
+            f"{f.name}: pix_fmt {f.pix_fmt}, yuv420p recommended (many players cannot play it; "
+            f"use --fix-encoding)"
+        )
+    if f.width % 2 or f.height % 2:
+        soft.append(
+            f"{f.name}: odd dimensions {f.width}x{f.height} (many players reject them; use --fix-encoding)"
+        )
+    (problems if strict else warnings).extend(soft)
+    return problems, warnings
+
+
+def conforms(f: VideoFacts) -> bool:
+    """True when a video needs no re-encoding: readable H.264/yuv420p MP4 with even dimensions."""
+    return (
+        f.error is None
+        and f.brand != "qt  "
+        and f.container is not None
+        and "mp4" in f.container.split(",")
+        and f.codec == "h264"
+        and f.pix_fmt == "yuv420p"
+        and f.width % 2 == 0
+        and f.height % 2 == 0
+    )
+
+
+# -------------------------------------------------------------------------------------------- names
+
+
+def expected_names(cases: Any, timeline_units: str) -> list[str] | None:
+    """Output names the test set expects; ``cases`` is a test-set path, a ``TestSet``, a list of cases
+    or of output names."""
+    if cases is None:
+        return None
+    if isinstance(cases, (str, Path)):
+        from ipvgkit.data.testsets import load_testset
+
+        cases = load_testset(Path(cases), timeline_units=timeline_units)
+    if hasattr(cases, "expected_outputs"):  # a TestSet: also names the cases its loader found malformed
+        return [PurePosixPath(n).as_posix() for n in cases.expected_outputs()]
+    names = [c if isinstance(c, str) else c.output_name for c in cases]
+    return [PurePosixPath(n).as_posix() for n in names]
+
+
+def _layout_of_names(names: Sequence[str]) -> str:
+    return "id-prompt" if any("/" in n for n in names) else "flat"
+
+
+def resolve_layout(layout: str, videos: Sequence[str], expected: Sequence[str] | None) -> str | None:
+    """The layout to check against: the test set's when known, else the one most names follow."""
+    if expected is not None:
+        if not expected:
+            raise InputError("the test set has no cases")
+        want = _layout_of_names(expected)
+        if layout != "auto" and layout != want:
+            raise UsageError(
+                f"--layout {layout} does not match the test set, whose videos are named like {expected[0]}"
+            )
+        return want
+    if layout != "auto":
+        return layout
+    counts = {k: sum(1 for n in videos if rx.match(n)) for k, (rx, _) in LAYOUT_PATTERNS.items()}
+    best = max(counts, key=lambda k: counts[k])
+    return best if counts[best] else None
+
+
+def name_findings(
+    videos: Sequence[str], layout: str | None, expected: Sequence[str] | None
+) -> tuple[list[str], list[str]]:
+    """Layout conformity, missing and unexpected videos: ``(problems, warnings)``."""
+    if expected is not None:
+        return _against_testset(videos, expected), []
+    if layout is None:
+        if videos:
+            return [
+                "cannot tell the layout: no video is named idNNN/promptK.mp4 or N.mp4 (see docs/pack.md)"
+            ], []
+        return [], []
+    rx, pattern = LAYOUT_PATTERNS[layout]
+    ok = [n for n in videos if rx.match(n)]
+    problems = [
+        f"{n}: name does not match the {layout} layout ({pattern})" for n in videos if not rx.match(n)
+    ]
+    return problems, gap_warnings(ok, layout)
+
+
+def _against_testset(videos: Sequence[str], expected: Sequence[str]) -> list[str]:
+    exp = set(expected)
+    missing = exp - set(videos)
+    near = {_loose(n): n for n in missing}
+    problems = []
+    for n in videos:
+        if n not in exp:
+            guess = near.get(_loose(n))
+            hint = f"; named {guess} in the test set?" if guess else ""
+            problems.append(f"{n}: unexpected video (not in the test set{hint})")
+    return problems + [f"{n}: missing" for n in sorted(missing)]
+
+
+def _loose(name: str) -> str:
+    """A name with case and leading zeros ignored (``ID01/Prompt1.MP4`` ~ ``id001/prompt1.mp4``)."""
+    return re.sub(r"\d+", lambda m: str(int(m.group())), name.lower())
+
+
+def gap_warnings(names: Sequence[str], layout: str) -> list[str]:
+    """Without a test set, hint at likely missing videos (numbering gaps, ids with fewer prompts)."""
+    hint = "pass --cases to check against the test set"
+    if not names:
+        return []
+    if layout == "flat":
+        nums = {int(n[:-4]) for n in names}
+        gaps = [f"{k}.mp4" for k in range(1, max(nums) + 1) if k not in nums]
+        if gaps:
+            shown = ", ".join(gaps[:10]) + (f" and {len(gaps) - 10} more" if len(gaps) > 10 else "")
+            return [f"numbering has gaps ({shown} absent); {hint}"]
+        return []
+    per_id = Counter(n.split("/")[0] for n in names)
+    freq = Counter(per_id.values())
+    usual = max(freq, key=lambda k: (freq[k], k))  # the commonest count; on a tie, the larger one
+    return [
+        f"{i}/: {k} video(s), most ids have {usual}; {hint}" for i, k in sorted(per_id.items()) if k != usual
+    ]
+
+
+def sorted_lines(lines: list[str]) -> list[str]:
+    """Problems grouped by path, in path order (lines without a path first)."""
+
+    def key(line: str) -> tuple[int, str]:
+        head = line.split(": ", 1)[0]
+        return (0, "") if " " in head else (1, head)
+
+    return sorted(lines, key=key)

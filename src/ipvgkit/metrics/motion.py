@@ -6,12 +6,11 @@ once per video and shared through ``sample.cache`` (key ``("flow", i, j)``).
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from ipvgkit.metrics.base import Metric, MetricContext, MetricResult, VideoSample
 from ipvgkit.metrics.registry import register
+from ipvgkit.procs import available_cpus
 
 # cv2.calcOpticalFlowFarneback(prev, next, None, pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, flags)
 FARNEBACK = dict(pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
@@ -33,7 +32,7 @@ def farneback(prev_gray: np.ndarray, next_gray: np.ndarray) -> np.ndarray:
 
 def default_workers() -> int:
     """Threads for optical flow (OpenCV releases the GIL): the CPU count, at most 8."""
-    return max(1, min(8, os.cpu_count() or 1))
+    return min(8, available_cpus())
 
 
 def pair_flows(sample: VideoSample, pairs: list[tuple[int, int]], workers: int = 1) -> list[np.ndarray]:

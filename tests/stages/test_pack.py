@@ -22,8 +22,13 @@ from ipvgkit.stages.pack import (
     pack_submission,
     probe_items,
 )
+from ipvgkit.stages.pack_rules import VideoExpectations
 from ipvgkit.stages.pack_zip import ZipLimits
 from tests.conftest import moving_frames
+
+# The videos made here are toy-sized (6 frames of 48x32, 0.75 s), far from what the organisers expect:
+# tests of the other rules that assert every warning turn that check off (expect=None / TOY).
+TOY = VideoExpectations(min_duration_s=0, min_short_side=0, min_frames=0)
 
 
 def _ff(out: Path, *args: str, size: str = "48x32") -> Path:
@@ -78,7 +83,7 @@ def _sha(p: Path) -> str:
 
 def test_valid_id_prompt_submission(tmp_path, src):
     sub = _sub(tmp_path / "sub", _grid(src["good"]))
-    r = check_submission(sub)
+    r = check_submission(sub, expect=None)
     assert r.ok, r.problems
     assert r.layout == "id-prompt" and r.kind == "folder"
     assert [v.name for v in r.videos] == sorted(_grid(src["good"]))
@@ -108,7 +113,7 @@ def test_layout_conformity(tmp_path, src):
 
 
 def test_gap_warning_without_cases(tmp_path, src):
-    r = check_submission(_sub(tmp_path / "sub", {f"{i}.mp4": src["good"] for i in (1, 2, 4)}))
+    r = check_submission(_sub(tmp_path / "sub", {f"{i}.mp4": src["good"] for i in (1, 2, 4)}), expect=None)
     assert r.ok
     assert r.warnings == ["numbering has gaps (3.mp4 absent); pass --cases to check against the test set"]
 
@@ -116,7 +121,7 @@ def test_gap_warning_without_cases(tmp_path, src):
 def test_prompt_count_warning_without_cases(tmp_path, src):
     files = _grid(src["good"], 3, 2)
     del files["id002/prompt2.mp4"]
-    r = check_submission(_sub(tmp_path / "sub", files))
+    r = check_submission(_sub(tmp_path / "sub", files), expect=None)
     assert r.ok
     assert r.warnings == ["id002/: 1 video(s), most ids have 2; pass --cases to check against the test set"]
 
@@ -150,10 +155,85 @@ def test_cases_from_a_real_testset_folder(tmp_path, src, tom_hanks):
         (ts / f"id00{i}" / "prompt1.txt").write_text("a person walks in" if i < 3 else "")
     sub = _sub(tmp_path / "sub", {"id001/prompt1.mp4": src["good"]})
     r = check_submission(sub, cases=ts)
-    # id003's case is malformed (empty prompt) but the organisers still expect its video
-    assert r.problems == ["id002/prompt1.mp4: missing", "id003/prompt1.mp4: missing"]
+    # id003's case is malformed (empty prompt) but the organisers still expect its video; that the test
+    # set cannot load it is a problem of its own (issue 8 item 6)
+    assert r.problems == [
+        f"test set case id003/prompt1 cannot be loaded (empty prompt in {ts / 'id003' / 'prompt1.txt'}); "
+        "its video cannot be checked (fix the test set: the organisers expect a video for every case)",
+        "id002/prompt1.mp4: missing",
+        "id003/prompt1.mp4: missing",
+    ]
     with pytest.raises(UsageError, match="does not match the test set"):
         check_submission(sub, cases=ts, layout="flat")
+
+
+def test_cases_the_test_set_cannot_load_are_problems_not_dropped(tmp_path, src, tom_hanks):
+    ts = tmp_path / "testset"
+    for i in (1, 2, 3):
+        (ts / f"id00{i}").mkdir(parents=True)
+    shutil.copyfile(tom_hanks, ts / "id001" / "ref.jpg")
+    (ts / "id001" / "prompt1.txt").write_text("a person walks in")
+    shutil.copyfile(tom_hanks, ts / "id002" / "ref.jpg")  # an image, but no prompt file
+    (ts / "id003" / "prompt1.txt").write_text("a person sits")  # a prompt, but no image
+    files = {"id001/prompt1.mp4": src["good"], "id003/prompt1.mp4": src["good"]}
+    r = check_submission(_sub(tmp_path / "sub", files), cases=ts, expect=None)
+    assert r.expected == 2
+    assert r.problems == [
+        f"test set case id002 cannot be loaded (no prompt1.txt ... in {ts / 'id002'}); its video cannot "
+        "be checked (fix the test set: the organisers expect a video for every case)",
+        f"test set case id003/prompt1 cannot be loaded (no reference image (*.png|jpg|jpeg|webp) in "
+        f"{ts / 'id003'}); its video cannot be checked (fix the test set: the organisers expect a video "
+        "for every case)",
+    ]
+    # a JSON test set whose image is missing: the same, and its video stays expected
+    (tmp_path / "eval.json").write_text(
+        '[{"img": "ref.jpg", "prompt": "p"}, {"img": "gone.jpg", "prompt": "q"}]'
+    )
+    shutil.copyfile(tom_hanks, tmp_path / "ref.jpg")
+    r = check_submission(_sub(tmp_path / "flat", {"1.mp4": src["good"]}), cases=tmp_path / "eval.json")
+    assert [p.split(" cannot be loaded")[0] for p in r.problems] == ["test set case 2", "2.mp4: missing"]
+    assert "reference image not found" in r.problems[0]
+
+
+@pytest.fixture(scope="module")
+def sized(tmp_path_factory) -> dict[str, Path]:
+    """Videos at the organisers' thresholds (exactly 2 s, 256 px short side, 16 frames) and below."""
+    d = tmp_path_factory.mktemp("pack_sized")
+    at = encode_video(moving_frames(t=16, h=256, w=320), d / "at.mp4", fps=8, preset="ultrafast")
+    short = encode_video(moving_frames(t=16, h=256, w=320), d / "short.mp4", fps=16, preset="ultrafast")
+    few = encode_video(moving_frames(t=12, h=272, w=256), d / "few.mp4", fps=4, preset="ultrafast")
+    return {"at": at, "short": short, "few": few}
+
+
+def test_videos_far_from_the_expected_size_warn_with_counts(tmp_path, src, sized):
+    files = {"1.mp4": sized["at"], "2.mp4": sized["short"], "3.mp4": sized["few"], "4.mp4": src["good"]}
+    sub = _sub(tmp_path / "sub", files)
+    r = check_submission(sub)
+    assert r.ok and [v.duration for v in r.videos][:3] == [2.0, 1.0, 3.0]
+    tail = "far from what the organisers expect (--strict makes this a problem): "
+    assert r.warnings == [
+        f"2 of 4 videos shorter than 2 s, {tail}2.mp4 (1.00 s long), 4.mp4 (0.75 s long)",
+        f"1 of 4 videos smaller than 256 px on the short side, {tail}4.mp4 (48x32)",
+        f"2 of 4 videos fewer than 16 frames, {tail}3.mp4 (12 frames), 4.mp4 (6 frames)",
+    ]
+    strict = check_submission(sub, strict=True)
+    assert strict.warnings == []
+    assert strict.problems == [
+        "2.mp4: 1.00 s long, shorter than 2 s (far from what the organisers expect)",
+        "3.mp4: 12 frames, fewer than 16 frames (far from what the organisers expect)",
+        "4.mp4: 0.75 s long, shorter than 2 s (far from what the organisers expect)",
+        "4.mp4: 48x32, smaller than 256 px on the short side (far from what the organisers expect)",
+        "4.mp4: 6 frames, fewer than 16 frames (far from what the organisers expect)",
+    ]
+    loose = check_submission(sub, strict=True, expect=VideoExpectations(min_duration_s=0.5, min_frames=6))
+    assert loose.problems == [
+        "4.mp4: 48x32, smaller than 256 px on the short side (far from what the organisers expect)"
+    ]
+    many = _sub(tmp_path / "many", {f"{i}.mp4": src["good"] for i in range(1, 6)})
+    (line, _, _) = check_submission(many).warnings
+    assert line.startswith("5 of 5 videos shorter than 2 s") and line.endswith(
+        "3.mp4 (0.75 s long) and 2 more"
+    )
 
 
 def test_codec_problems(tmp_path, src):
@@ -200,14 +280,14 @@ def test_broken_files(tmp_path, src):
 
 def test_pix_fmt_and_odd_dimensions_warn_unless_strict(tmp_path, src):
     sub = _sub(tmp_path / "sub", {"1.mp4": src["yuv444"], "2.mp4": src["odd"]})
-    r = check_submission(sub)
+    r = check_submission(sub, expect=None)
     assert r.ok
     assert r.warnings == [
         "1.mp4: pix_fmt yuv444p, yuv420p recommended (many players cannot play it; use --fix-encoding)",
         "2.mp4: pix_fmt yuv444p, yuv420p recommended (many players cannot play it; use --fix-encoding)",
         "2.mp4: odd dimensions 33x31 (many players reject them; use --fix-encoding)",
     ]
-    strict = check_submission(sub, strict=True)
+    strict = check_submission(sub, strict=True, expect=None)
     assert strict.problems == r.warnings and strict.warnings == []
 
 
@@ -310,7 +390,7 @@ def test_pack_writes_verified_stored_zip(tmp_path, src):
 def test_pack_verifies_odd_sized_and_yuv444_videos(tmp_path, src):
     # the verify step reads sizes without decoding: they must agree with the decoded ones
     sub = _sub(tmp_path / "sub", {"1.mp4": src["odd"], "2.mp4": src["yuv444"], "3.mp4": src["late_moov"]})
-    r = pack_submission(PackConfig(submission=sub, output=tmp_path / "r.zip"))
+    r = pack_submission(PackConfig(submission=sub, output=tmp_path / "r.zip", expect=TOY))
     assert r.ok and len(r.warnings) == 3
     assert [(v.width, v.height) for v in check_submission(tmp_path / "r.zip").videos] == [
         (33, 31),
@@ -466,7 +546,7 @@ def test_fix_encoding_into_new_folder(tmp_path, src):
     odd = probe_video(dst / "id001/prompt3.mp4")
     assert (odd.width, odd.height, odd.pix_fmt) == (34, 32, "yuv420p")
     assert _sha(dst / "id001/prompt1.mp4") == _sha(src["good"])
-    r = check_submission(dst)
+    r = check_submission(dst, expect=None)
     assert r.ok and r.warnings == []
     again = fix_encoding(sub, dst)  # resume: everything is already there
     assert again.kept == ["id001/prompt1.mp4", "id001/prompt2.mp4", "id001/prompt3.mp4"]

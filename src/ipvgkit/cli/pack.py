@@ -17,7 +17,9 @@ from ipvgkit.cli.options import (
     TimelineUnitsOpt,
     config_values,
 )
-from ipvgkit.stages.pack_rules import LAYOUTS
+from ipvgkit.stages.pack_rules import LAYOUTS, VideoExpectations
+
+_EXPECT = VideoExpectations()  # the defaults, for --help
 
 EPILOG = """Examples:
 
@@ -119,7 +121,13 @@ def pack(
         ),
     ] = None,
     strict: Annotated[
-        bool, typer.Option("--strict", help="Make warnings (pix_fmt not yuv420p, odd dimensions) problems.")
+        bool,
+        typer.Option(
+            "--strict",
+            help="Make warnings problems: pix_fmt not yuv420p, odd dimensions, videos shorter than "
+            f"{_EXPECT.min_duration_s:g} s, under {_EXPECT.min_short_side} px on the short side or under "
+            f"{_EXPECT.min_frames} frames (config keys expect.*).",
+        ),
     ] = False,
     fix_encoding: Annotated[
         Path | None,

@@ -28,7 +28,7 @@ from ipvgkit.media.probe import VideoFacts
 from ipvgkit.progress import Progress, ensure
 from ipvgkit.stages import pack_rules as rules
 from ipvgkit.stages.pack_fix import FixReport, fix_encoding
-from ipvgkit.stages.pack_rules import LAYOUTS, Layout
+from ipvgkit.stages.pack_rules import LAYOUTS, Expected, Layout, VideoExpectations
 from ipvgkit.stages.pack_walk import Item, probe_items, walk_folder, zip_items
 from ipvgkit.stages.pack_zip import ZipLimits, crc_check, write_zip
 
@@ -38,6 +38,7 @@ __all__ = [
     "PackCheckFailed",
     "PackConfig",
     "PackReport",
+    "VideoExpectations",
     "check_config",
     "check_submission",
     "fix_encoding",
@@ -64,6 +65,7 @@ class PackConfig:
     max_entries: int = 10_000
     max_ratio: float = 100.0
     max_total_gib: float = 64.0
+    expect: VideoExpectations = field(default_factory=VideoExpectations)
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
@@ -157,29 +159,34 @@ class PackCheckFailed(CheckFailed):
 def _evaluate(
     items: list[Item],
     report: PackReport,
-    expected: list[str] | None,
-    layout: str,
-    strict: bool,
-    workers: int,
+    expected: Expected | None,
+    opts: dict[str, Any],
     progress: Progress | None,
 ) -> PackReport:
-    """Apply every SPEC §2 rule to the listed files and fill ``report``."""
+    """Apply every SPEC §2 rule to the listed files and fill ``report`` (``opts``: layout, strict,
+    workers, expect as given to :func:`check_submission`)."""
     videos, problems, notes = rules.classify(items, report.kind)
     report.problems += problems
     report.notes += notes
     names = [v.rel for v in videos]
-    report.layout = rules.resolve_layout(layout, names, expected)
-    report.expected = len(set(expected)) if expected is not None else None
-    p, w = rules.name_findings(names, report.layout, expected)
+    want = expected.names if expected is not None else None
+    report.layout = rules.resolve_layout(opts["layout"], names, want)
+    report.expected = len(set(want)) if want is not None else None
+    if expected is not None:
+        report.problems += expected.problems
+    p, w = rules.name_findings(names, report.layout, want)
     report.problems += p
     report.warnings += w
     if not videos and not report.problems:
         report.problems.append("no videos found")
-    report.videos = probe_items([(v.rel, v.path, v.entry) for v in videos], workers, progress)
+    report.videos = probe_items([(v.rel, v.path, v.entry) for v in videos], opts["workers"], progress)
     for f in report.videos:
-        p, w = rules.video_findings(f, strict)
+        p, w = rules.video_findings(f, opts["strict"])
         report.problems += p
         report.warnings += w
+    p, w = rules.expectation_findings(report.videos, opts["expect"], opts["strict"])
+    report.problems += p
+    report.warnings += w
     report.problems = rules.sorted_lines(report.problems)
     report.warnings = rules.sorted_lines(report.warnings)
     return report
@@ -194,21 +201,24 @@ def check_submission(
     timeline_units: str = "auto",
     limits: ZipLimits | None = None,
     progress: Progress | None = None,
+    expect: VideoExpectations | None = VideoExpectations(),  # noqa: B008 - frozen
 ) -> PackReport:
     """Validate a submission folder or zip (SPEC §2) and return what was found; writes nothing.
 
     ``cases`` (a test-set path, a list of :class:`~ipvgkit.data.cases.Case` or of output names) makes
-    every expected video required and every other video a problem.
+    every expected video required and every other video a problem; a case the test set defines but
+    cannot load is a problem. ``expect`` (None: off) flags videos far from what the organisers expect.
     """
     path = Path(path)
     rules.check_layout(layout)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     expected = rules.expected_names(cases, timeline_units)
+    opts = {"layout": layout, "strict": strict, "workers": workers, "expect": expect}
     if path.is_dir():
         items, problems, notes = walk_folder(path)
         report = PackReport(source=str(path), kind="folder", problems=problems, notes=notes)
-        return _evaluate(items, report, expected, layout, strict, workers, progress)
+        return _evaluate(items, report, expected, opts, progress)
     items, problems = zip_items(path, limits or ZipLimits())
     report = PackReport(source=str(path), kind="zip", problems=problems)
     if problems and not items:  # refused (hostile or unreadable): nothing is probed
@@ -216,7 +226,7 @@ def check_submission(
     bad = crc_check(path)
     if bad:
         report.problems.append(bad)
-    return _evaluate(items, report, expected, layout, strict, workers, progress)
+    return _evaluate(items, report, expected, opts, progress)
 
 
 def check_config(cfg: PackConfig, progress: Progress | None = None, cases: Any = None) -> PackReport:
@@ -224,7 +234,7 @@ def check_config(cfg: PackConfig, progress: Progress | None = None, cases: Any =
     given, replaces ``cfg.cases``: the names already loaded)."""
     return check_submission(
         cfg.submission, cfg.cases if cases is None else cases, cfg.layout, cfg.strict, cfg.workers,
-        cfg.timeline_units, cfg.limits(), progress,
+        cfg.timeline_units, cfg.limits(), progress, cfg.expect,
     )  # fmt: skip
 
 

@@ -11,6 +11,7 @@ import re
 import typing
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -108,22 +109,86 @@ def conforms(f: VideoFacts) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class VideoExpectations:
+    """Videos far below what the organisers expect (SPEC §2 brief: ~5 s, 480p, 81 frames) are warnings
+    (problems with ``--strict``). The one place these thresholds are declared; config key ``expect``."""
+
+    min_duration_s: float = 2.0
+    min_short_side: int = 256  # pixels, min(width, height)
+    min_frames: int = 16
+
+    def rules(self) -> list[tuple[str, Any, Any]]:
+        """``(what, is_below(video), fact(video))`` per threshold; a threshold of 0 is off."""
+        out = []
+        if self.min_duration_s > 0:  # a duration of 0 is unknown, not short
+            out.append((f"shorter than {self.min_duration_s:g} s",
+                        lambda v: 0 < v.duration < self.min_duration_s, lambda v: f"{v.duration:.2f} s long"))  # fmt: skip
+        if self.min_short_side > 0:
+            out.append((f"smaller than {self.min_short_side} px on the short side",
+                        lambda v: min(v.width, v.height) < self.min_short_side, lambda v: f"{v.width}x{v.height}"))  # fmt: skip
+        if self.min_frames > 0:
+            out.append((f"fewer than {self.min_frames} frames",
+                        lambda v: 0 < v.n_frames < self.min_frames, lambda v: f"{v.n_frames} frames"))  # fmt: skip
+        return out
+
+
+def expectation_findings(
+    videos: Sequence[VideoFacts], expect: VideoExpectations | None, strict: bool = False
+) -> tuple[list[str], list[str]]:
+    """``(problems, warnings)`` for readable videos far from what the organisers expect: one warning per
+    threshold with the count and the first names; with ``strict`` one problem per video instead."""
+    if expect is None:
+        return [], []
+    good = [v for v in videos if v.error is None]
+    problems: list[str] = []
+    warnings: list[str] = []
+    for what, below, fact in expect.rules():
+        bad = [v for v in good if below(v)]
+        if not bad:
+            continue
+        if strict:
+            problems += [f"{v.name}: {fact(v)}, {what} (far from what the organisers expect)" for v in bad]
+            continue
+        shown = ", ".join(f"{v.name} ({fact(v)})" for v in bad[:3])
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        warnings.append(
+            f"{len(bad)} of {len(good)} videos {what}, far from what the organisers expect "
+            f"(--strict makes this a problem): {shown}{more}"
+        )
+    return problems, warnings
+
+
 # -------------------------------------------------------------------------------------------- names
 
 
-def expected_names(cases: Any, timeline_units: str) -> list[str] | None:
-    """Output names the test set expects; ``cases`` is a test-set path, a ``TestSet``, a list of cases
-    or of output names."""
-    if cases is None:
-        return None
+@dataclass
+class Expected:
+    """What the test set expects: the output ``names`` (malformed cases included where the name is
+    knowable) and one ``problems`` line per case it defines but cannot load."""
+
+    names: list[str]
+    problems: list[str] = field(default_factory=list)
+
+
+def expected_names(cases: Any, timeline_units: str) -> Expected | None:
+    """What the test set expects; ``cases`` is a test-set path, a ``TestSet``, an :class:`Expected`, a
+    list of cases or of output names (None: no test set)."""
+    if cases is None or isinstance(cases, Expected):
+        return cases
     if isinstance(cases, (str, Path)):
         from ipvgkit.data.testsets import load_testset
 
         cases = load_testset(Path(cases), timeline_units=timeline_units)
     if hasattr(cases, "expected_outputs"):  # a TestSet: also names the cases its loader found malformed
-        return [PurePosixPath(n).as_posix() for n in cases.expected_outputs()]
+        problems = [
+            f"test set case {e.case_key} cannot be loaded ({e.detail}); its video cannot be checked "
+            "(fix the test set: the organisers expect a video for every case)"
+            for e in cases.errors
+        ]
+        return Expected([PurePosixPath(n).as_posix() for n in cases.expected_outputs()], problems)
     names = [c if isinstance(c, str) else c.output_name for c in cases]
-    return [PurePosixPath(n).as_posix() for n in names]
+    return Expected([PurePosixPath(n).as_posix() for n in names])
 
 
 def _layout_of_names(names: Sequence[str]) -> str:

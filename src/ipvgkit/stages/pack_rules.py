@@ -111,8 +111,9 @@ def conforms(f: VideoFacts) -> bool:
 
 @dataclass(frozen=True)
 class VideoExpectations:
-    """Videos far below what the organisers expect (SPEC §2 brief: ~5 s, 480p, 81 frames) are warnings
-    (problems with ``--strict``). The one place these thresholds are declared; config key ``expect``."""
+    """Videos far below what the organisers expect (the models they name make ~5 s of 81 frames at
+    480p or more, SPEC §5; ConsisID 49 frames at 8 fps) are warnings, problems with ``--strict``. The one
+    place these thresholds are declared; config key ``expect``."""
 
     min_duration_s: float = 2.0
     min_short_side: int = 256  # pixels, min(width, height)

@@ -600,3 +600,24 @@ def test_pack_reports_progress_through_the_protocol(tmp_path, src):
     phases = [e[1:] for e in rec.events if e[0] == "phase"]
     assert phases == [("checking videos", 4), ("writing zip", 4), ("verifying zip", 4)]
     assert rec.count("advance") == 12
+
+
+def test_select_bookkeeping_is_left_out_but_not_below_the_top(tmp_path, src):
+    from ipvgkit.stages.bookkeeping import SELECTION
+
+    files = {"1.mp4": src["good"], SELECTION: b"{}\n", f"id001/{SELECTION}": b"{}\n"}
+    r = check_submission(_sub(tmp_path / "sub", files))
+    assert r.notes == ["selection.json: ipvg score --select's bookkeeping file, left out of the zip"]
+    assert r.problems == ["id001/selection.json: unexpected file (only .mp4 videos belong in a submission)"]
+
+
+def test_the_stages_bookkeeping_names_are_the_ones_pack_knows():
+    from ipvgkit.stages import generate, select
+    from ipvgkit.stages.bookkeeping import generate_log_name, written_by
+
+    assert written_by(generate.CONFIG_NAME) == written_by(generate.LOG_NAME) == "ipvg generate"
+    assert (
+        written_by(generate_log_name(3)) == "ipvg generate" and generate_log_name(None) == generate.LOG_NAME
+    )
+    assert written_by(select.SELECTION_NAME) == "ipvg score --select"
+    assert written_by("generation.rank.jsonl") is None and written_by("id001/generate.yaml") is None

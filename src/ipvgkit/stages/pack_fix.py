@@ -14,7 +14,8 @@ from ipvgkit.errors import InputError, MediaError, UsageError
 from ipvgkit.fsutil import atomic_path, is_inside
 from ipvgkit.media.probe import VideoFacts
 from ipvgkit.progress import Progress, ensure
-from ipvgkit.stages.pack_rules import BOOKKEEPING, conforms
+from ipvgkit.stages.bookkeeping import written_by
+from ipvgkit.stages.pack_rules import conforms
 from ipvgkit.stages.pack_walk import Item, is_stray, probe_items, walk_folder
 
 
@@ -71,7 +72,7 @@ def _leftovers(dst: Path, items: list[Item]) -> list[str]:
     return [
         f"{it.rel}: in {dst} but no longer in the submission folder (delete it, or use a new DIR2)"
         for it in old
-        if it.rel not in wanted and not is_stray(it.rel) and not BOOKKEEPING.match(it.rel)
+        if it.rel not in wanted and not is_stray(it.rel) and not written_by(it.rel)
     ]
 
 

@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
 from ipvgkit.errors import InputError, UsageError
+from ipvgkit.stages.bookkeeping import written_by
 from ipvgkit.stages.pack_walk import Item, is_stray, is_temp
 
 if TYPE_CHECKING:
@@ -27,9 +28,6 @@ LAYOUT_PATTERNS = {
     "id-prompt": (re.compile(r"^id\d{3,}/prompt[1-9]\d*\.mp4$"), "idNNN/promptK.mp4"),
     "flat": (re.compile(r"^[1-9]\d*\.mp4$"), "N.mp4"),
 }
-# What ``ipvg generate`` keeps in its output folder beside the videos (stages/generate.py: CONFIG_NAME,
-# LOG_NAME, per-rank logs): left out of the zip with a note, so a generate folder packs as it is.
-BOOKKEEPING = re.compile(r"^(generate\.yaml|generation(\.rank\d+)?\.jsonl)$")
 
 
 def check_layout(layout: str) -> None:
@@ -41,8 +39,9 @@ def check_layout(layout: str) -> None:
 def classify(
     items: Sequence[Item], kind: Literal["folder", "zip"]
 ) -> tuple[list[Item], list[str], list[str]]:
-    """Sort a submission's files: ``(videos, problems, notes)``. OS litter and ``ipvg generate``'s
-    bookkeeping are left out of a folder's zip (notes) but are problems inside a zip."""
+    """Sort a submission's files: ``(videos, problems, notes)``. OS litter and the stages'
+    bookkeeping (:mod:`ipvgkit.stages.bookkeeping`) are left out of a folder's zip (notes) but are
+    problems inside a zip."""
     videos: list[Item] = []
     problems: list[str] = []
     notes: list[str] = []
@@ -52,11 +51,11 @@ def classify(
                 notes.append(f"{it.rel}: OS metadata file, left out of the zip")
             else:
                 problems.append(f"{it.rel}: OS metadata file in the zip (remove it)")
-        elif BOOKKEEPING.match(it.rel):
+        elif who := written_by(it.rel):
             if kind == "folder":
-                notes.append(f"{it.rel}: ipvg generate's bookkeeping file, left out of the zip")
+                notes.append(f"{it.rel}: {who}'s bookkeeping file, left out of the zip")
             else:
-                problems.append(f"{it.rel}: ipvg generate's bookkeeping file in the zip (remove it)")
+                problems.append(f"{it.rel}: {who}'s bookkeeping file in the zip (remove it)")
         elif is_temp(PurePosixPath(it.rel).name):
             problems.append(f"{it.rel}: unexpected file (a temporary or partial file)")
         elif not it.rel.endswith(".mp4"):

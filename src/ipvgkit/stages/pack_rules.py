@@ -118,18 +118,18 @@ class VideoExpectations:
     min_short_side: int = 256  # pixels, min(width, height)
     min_frames: int = 16
 
-    def rules(self) -> list[tuple[str, Any, Any]]:
-        """``(what, is_below(video), fact(video))`` per threshold; a threshold of 0 is off."""
+    def shortfalls(self, v: VideoFacts) -> list[tuple[int, str, str]]:
+        """``(rule, what, fact)`` for each threshold ``v`` is under (rule: 0 duration, 1 size, 2 frames).
+        A threshold of 0 is off; a duration or frame count of 0 is unknown, not short."""
         out = []
-        if self.min_duration_s > 0:  # a duration of 0 is unknown, not short
-            out.append((f"shorter than {self.min_duration_s:g} s",
-                        lambda v: 0 < v.duration < self.min_duration_s, lambda v: f"{v.duration:.2f} s long"))  # fmt: skip
-        if self.min_short_side > 0:
-            out.append((f"smaller than {self.min_short_side} px on the short side",
-                        lambda v: min(v.width, v.height) < self.min_short_side, lambda v: f"{v.width}x{v.height}"))  # fmt: skip
-        if self.min_frames > 0:
-            out.append((f"fewer than {self.min_frames} frames",
-                        lambda v: 0 < v.n_frames < self.min_frames, lambda v: f"{v.n_frames} frames"))  # fmt: skip
+        if 0 < v.duration < self.min_duration_s:
+            out.append((0, f"shorter than {self.min_duration_s:g} s", f"{v.duration:.2f} s long"))
+        if min(v.width, v.height) < self.min_short_side:
+            out.append(
+                (1, f"smaller than {self.min_short_side} px on the short side", f"{v.width}x{v.height}")
+            )
+        if 0 < v.n_frames < self.min_frames:
+            out.append((2, f"fewer than {self.min_frames} frames", f"{v.n_frames} frames"))
         return out
 
 
@@ -142,21 +142,21 @@ def expectation_findings(
         return [], []
     good = [v for v in videos if v.error is None]
     problems: list[str] = []
-    warnings: list[str] = []
-    for what, below, fact in expect.rules():
-        bad = [v for v in good if below(v)]
-        if not bad:
-            continue
-        if strict:
-            problems += [f"{v.name}: {fact(v)}, {what} (far from what the organisers expect)" for v in bad]
-            continue
-        shown = ", ".join(f"{v.name} ({fact(v)})" for v in bad[:3])
-        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+    below: dict[int, tuple[str, list[str]]] = {}
+    for v in good:
+        for rule, what, fact in expect.shortfalls(v):
+            problems.append(f"{v.name}: {fact}, {what} (far from what the organisers expect)")
+            below.setdefault(rule, (what, []))[1].append(f"{v.name} ({fact})")
+    if strict:
+        return problems, []
+    warnings = []
+    for _rule, (what, names) in sorted(below.items()):
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
         warnings.append(
-            f"{len(bad)} of {len(good)} videos {what}, far from what the organisers expect "
-            f"(--strict makes this a problem): {shown}{more}"
+            f"{len(names)} of {len(good)} videos {what}, far from what the organisers expect "
+            f"(--strict makes this a problem): {', '.join(names[:3])}{more}"
         )
-    return problems, warnings
+    return [], warnings
 
 
 # -------------------------------------------------------------------------------------------- names

@@ -8,7 +8,8 @@ import zipfile
 import pytest
 
 from ipvgkit.media import encode_video, ffmpeg_exe, probe_video
-from ipvgkit.media.probe import close_zips, mp4_problem, probe_item
+from ipvgkit.media.probe import mp4_problem, probe_item
+from ipvgkit.media.zip_entry import close_zips
 from tests.conftest import moving_frames
 
 

@@ -12,7 +12,6 @@ Stream facts (codec, size, fps, frame count, duration) are read by one function 
 
 from __future__ import annotations
 
-import io
 import os
 import struct
 import zipfile
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ipvgkit.errors import MediaError
+from ipvgkit.media.zip_entry import open_entry, open_zip
 
 # Magic numbers of formats that people save as ".mp4" by mistake.
 _MAGIC = [
@@ -223,79 +223,6 @@ def _read_stream(container, facts: VideoFacts, quick: bool, decode: bool) -> Non
     facts.width, facts.height = int(first.width), int(first.height)
 
 
-class _StoredEntry(io.RawIOBase):
-    """A seekable read-only view of a stored (uncompressed) zip entry's bytes inside the zip file.
-
-    ``ZipFile.open`` would also work, but on Python 3.11 every backward seek re-reads the entry from
-    its start; PyAV and the box walk seek a lot.
-    """
-
-    def __init__(self, fh: BinaryIO, start: int, size: int):
-        super().__init__()
-        self._fh, self._start, self._size, self._pos = fh, start, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, buf) -> int:
-        n = max(0, min(len(buf), self._size - self._pos))
-        if n == 0:
-            return 0
-        self._fh.seek(self._start + self._pos)
-        got = self._fh.readinto(memoryview(buf)[:n])
-        self._pos += got
-        return got
-
-
-def _open_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> BinaryIO:
-    """A seekable file object for one entry: a direct view when stored, else ``ZipFile.open``."""
-    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
-        return zf.open(info)
-    raw = _RAW.get(zf.filename)
-    if raw is None:
-        raw = _RAW[zf.filename] = open(zf.filename, "rb")  # noqa: SIM115 - cached per process
-    raw.seek(info.header_offset)
-    header = raw.read(30)
-    if len(header) < 30 or header[:4] != b"PK\x03\x04":
-        raise zipfile.BadZipFile(f"bad local header for {info.filename!r}")
-    name_len, extra_len = struct.unpack("<HH", header[26:30])
-    start = info.header_offset + 30 + name_len + extra_len
-    return io.BufferedReader(_StoredEntry(raw, start, info.file_size), buffer_size=64 * 1024)
-
-
-_ZIPS: dict[str, zipfile.ZipFile] = {}
-_RAW: dict[str, BinaryIO] = {}
-
-
-def _zip(path: str) -> zipfile.ZipFile:
-    """One open ZipFile per zip and process (workers probe many entries of the same zip)."""
-    zf = _ZIPS.get(path)
-    if zf is None:
-        zf = _ZIPS[path] = zipfile.ZipFile(path)
-    return zf
-
-
-def close_zips() -> None:
-    """Close the zips this process keeps open (called after probing in-process)."""
-    while _ZIPS:
-        _, zf = _ZIPS.popitem()
-        zf.close()
-    while _RAW:
-        _, fh = _RAW.popitem()
-        fh.close()
-
-
 def probe_item(item: tuple) -> VideoFacts:
     """Check one video. ``item`` is ``(name, path, zip_entry[, decode])``: a file on disk when
     ``zip_entry`` is None, else the entry ``zip_entry`` of the zip at ``path``. ``decode`` (default
@@ -311,13 +238,13 @@ def probe_item(item: tuple) -> VideoFacts:
                 return facts
             with open(path, "rb") as fh:
                 return probe_stream(fh, facts, decode)
-        zf = _zip(path)
+        zf = open_zip(path)
         info = zf.getinfo(entry)
         facts.size_bytes = info.file_size
         if facts.size_bytes == 0:
             facts.error = "empty file (0 bytes)"
             return facts
-        with _open_entry(zf, info) as fh:
+        with open_entry(zf, info) as fh:
             return probe_stream(fh, facts, decode)
     except OSError as e:
         facts.error = f"cannot read ({e.strerror or short_error(e)})"

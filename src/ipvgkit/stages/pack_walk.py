@@ -95,7 +95,8 @@ def probe_items(
 ) -> list[VideoFacts]:
     """Probe many videos (``items`` as for :func:`probe_item`), in a process pool sized to the CPU
     count (in-process for a handful), in the order given."""
-    from ipvgkit.media.probe import close_zips, probe_item
+    from ipvgkit.media.probe import probe_item
+    from ipvgkit.media.zip_entry import close_zips
     from ipvgkit.procs import available_cpus, pool_context, spawnable_main
 
     progress = ensure(progress)

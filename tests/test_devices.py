@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ipvgkit.devices import resolve_device
+from ipvgkit.devices import check_device_name, resolve_device
 from ipvgkit.errors import UsageError
 
 
@@ -37,3 +37,17 @@ def test_metrics_and_backends_share_it():
 
     assert runtime.resolve_device is resolve_device and face.resolve_device is resolve_device
     assert clip.resolve_device is resolve_device
+
+
+def test_names_are_checked_without_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from ipvgkit.devices import check_device_name, resolve_device\n"
+        "check_device_name('cuda:3'); assert resolve_device('cpu') == 'cpu'\n"
+        "assert 'torch' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    with pytest.raises(UsageError, match="unknown device 'tpu'"):
+        check_device_name("tpu")

@@ -14,17 +14,22 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
 _CUDA = re.compile(r"cuda(:\d+)?")
 
 
+def check_device_name(device: str) -> None:
+    """``UsageError`` unless ``device`` is ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (no torch needed)."""
+    if device in ("auto", "cpu") or _CUDA.fullmatch(str(device)):
+        return
+    raise UsageError(f"unknown device {device!r}; use {', '.join(DEVICE_CHOICES[:-1])} or cuda:N")
+
+
 def resolve_device(device: str) -> str:
     """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; ``cuda[:N]`` must exist."""
-    device = str(device)
+    check_device_name(device)
     if device == "cpu":
         return "cpu"
-    if device != "auto" and not _CUDA.fullmatch(device):
-        raise UsageError(f"unknown device {device!r}; use {', '.join(DEVICE_CHOICES[:-1])} or cuda:N")
     import torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if not torch.cuda.is_available():
         raise UsageError(f"device {device!r} asked for but no CUDA GPU is visible; use --device cpu or auto")
-    return device
+    return str(device)

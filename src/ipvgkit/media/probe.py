@@ -175,6 +175,20 @@ def probe_stream(fh: BinaryIO, facts: VideoFacts, decode: bool = True) -> VideoF
     return facts
 
 
+def stream_fps(vs) -> float:
+    """Frames per second of a PyAV video stream (average, else guessed, else base rate; 0 unknown)."""
+    rate = vs.average_rate or vs.guessed_rate or vs.base_rate
+    return float(rate) if rate else 0.0
+
+
+def stream_duration(container, vs) -> float:
+    """Seconds of a PyAV video stream as the container states them (the stream's, else the file's;
+    0 when unknown)."""
+    if vs.duration is not None and vs.time_base is not None:
+        return float(vs.duration * vs.time_base)
+    return container.duration / 1_000_000 if container.duration else 0.0
+
+
 def stream_facts(container, facts: VideoFacts):
     """Fill ``facts`` (container, codec, pix_fmt, size, fps, frames, duration) from an open PyAV
     container's first video stream and return that stream (None when there is none). The frame count
@@ -187,13 +201,9 @@ def stream_facts(container, facts: VideoFacts):
     facts.codec = cc.name
     facts.pix_fmt = cc.pix_fmt
     facts.width, facts.height = int(cc.width or 0), int(cc.height or 0)
-    rate = vs.average_rate or vs.guessed_rate or vs.base_rate
-    facts.fps = float(rate) if rate else 0.0
+    facts.fps = stream_fps(vs)
     facts.n_frames = int(vs.frames or 0)
-    if vs.duration is not None and vs.time_base is not None:
-        facts.duration = float(vs.duration * vs.time_base)
-    elif container.duration:
-        facts.duration = container.duration / 1_000_000
+    facts.duration = stream_duration(container, vs)
     if facts.n_frames == 0 and facts.fps and facts.duration:
         facts.n_frames = int(round(facts.duration * facts.fps))
     return vs

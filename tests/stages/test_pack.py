@@ -1,81 +1,26 @@
-"""``ipvgkit.stages.pack`` on real files: every defect class made with ffmpeg/PyAV, real zips."""
+"""``ipvgkit.stages.pack`` on real files: every defect class made with ffmpeg/PyAV, real zips.
+
+Zips: test_pack_zip.py; ``--fix-encoding``: test_pack_fix.py; the files: pack_support.py.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import stat
-import subprocess
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from ipvgkit.errors import UsageError
-from ipvgkit.media import encode_video, ffmpeg_exe, probe_video
-from ipvgkit.stages.pack import (
-    PackCheckFailed,
-    PackConfig,
-    check_submission,
-    fix_encoding,
-    pack_submission,
-    probe_items,
-)
+from ipvgkit.media import encode_video
+from ipvgkit.stages.pack import PackCheckFailed, PackConfig, check_submission, pack_submission, probe_items
 from ipvgkit.stages.pack_rules import VideoExpectations
-from ipvgkit.stages.pack_zip import ZipLimits
 from tests.conftest import moving_frames
+from tests.stages import pack_support
+from tests.stages.pack_support import TOY, _grid, _sub, _zip
 
-# The videos made here are toy-sized (6 frames of 48x32, 0.75 s), far from what the organisers expect:
-# tests of the other rules that assert every warning turn that check off (expect=None / TOY).
-TOY = VideoExpectations(min_duration_s=0, min_short_side=0, min_frames=0)
-
-
-def _ff(out: Path, *args: str, size: str = "48x32") -> Path:
-    """Encode 6 frames of ffmpeg's test pattern with the given output arguments."""
-    cmd = [ffmpeg_exe(), "-loglevel", "error", "-nostdin", "-y", "-f", "lavfi"]
-    cmd += ["-i", f"testsrc=size={size}:rate=8", "-frames:v", "6", *args, str(out)]
-    subprocess.run(cmd, check=True, capture_output=True)
-    return out
-
-
-@pytest.fixture(scope="module")
-def src(tmp_path_factory) -> dict[str, Path]:
-    """One file of each kind, made once per module."""
-    d = tmp_path_factory.mktemp("pack_sources")
-    good = encode_video(moving_frames(t=6), d / "good.mp4", fps=8)
-    x264 = ["-c:v", "libx264", "-preset", "ultrafast"]
-    return {
-        "good": good,
-        "vp9": _ff(d / "vp9.mp4", "-c:v", "libvpx-vp9", "-b:v", "100k", "-f", "mp4"),
-        "mpeg4": _ff(d / "mpeg4.mp4", "-c:v", "mpeg4", "-f", "mp4"),
-        "odd": _ff(d / "odd.mp4", *x264, "-pix_fmt", "yuv444p", "-f", "mp4", size="33x31"),
-        "yuv444": _ff(d / "yuv444.mp4", *x264, "-pix_fmt", "yuv444p", "-f", "mp4"),
-        "mkv": _ff(d / "mkv.mp4", *x264, "-pix_fmt", "yuv420p", "-f", "matroska"),
-        "mov": _ff(d / "mov.mp4", *x264, "-pix_fmt", "yuv420p", "-f", "mov"),
-        "late_moov": _ff(d / "late.mp4", *x264, "-pix_fmt", "yuv420p", "-f", "mp4"),
-    }
-
-
-def _sub(root: Path, files: dict[str, Path | bytes]) -> Path:
-    """A submission folder: ``{relative name: source file or raw bytes}``."""
-    root.mkdir(parents=True, exist_ok=True)
-    for rel, what in files.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(what, bytes):
-            p.write_bytes(what)
-        else:
-            shutil.copyfile(what, p)
-    return root
-
-
-def _grid(good: Path, ids: int = 2, prompts: int = 2) -> dict[str, Path | bytes]:
-    return {f"id{i:03d}/prompt{k}.mp4": good for i in range(1, ids + 1) for k in range(1, prompts + 1)}
-
-
-def _sha(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest()
+src = pack_support.src  # fixture: one file of each kind, made once per module
 
 
 # ------------------------------------------------------------------------------------------ folders
@@ -428,167 +373,6 @@ def test_pack_usage_errors(tmp_path, src):
         pack_submission(PackConfig(submission=sub, output=tmp_path / "RUN.tar"))
     with pytest.raises(UsageError, match="needs an output zip"):
         pack_submission(PackConfig(submission=sub))
-
-
-# ---------------------------------------------------------------------------------------- zips
-
-
-def _zip(path: Path, entries: list[tuple[zipfile.ZipInfo | str, bytes]], deflate: bool = False) -> Path:
-    comp = zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
-    with zipfile.ZipFile(path, "w", compression=comp) as zf:
-        for info, data in entries:
-            zf.writestr(info, data)
-    return path
-
-
-def test_zip_check_reports_relative_paths(tmp_path, src):
-    z = _zip(
-        tmp_path / "r.zip",
-        [
-            ("submission/id001/prompt1.mp4", src["good"].read_bytes()),
-            ("submission/id001/prompt2.mp4", src["vp9"].read_bytes()),
-            ("submission/id001/.DS_Store", b"x"),
-            ("README.txt", b"hi"),
-        ],
-    )
-    r = check_submission(z, cases=["id001/prompt1.mp4", "id001/prompt2.mp4", "id001/prompt3.mp4"])
-    assert r.problems == [
-        "zip entry 'README.txt': not inside the top folder submission/",
-        "id001/.DS_Store: OS metadata file in the zip (remove it)",
-        "id001/prompt2.mp4: codec vp9, must be h264 (use --fix-encoding)",
-        "id001/prompt3.mp4: missing",
-    ]
-
-
-def test_zip_without_top_folder_is_one_problem(tmp_path, src):
-    good = src["good"].read_bytes()
-    z = _zip(tmp_path / "flat.zip", [(f"{i}.mp4", good) for i in (1, 2, 3)])
-    assert check_submission(z).problems == [
-        "flat.zip: no top folder submission/ (every file must be under submission/; found '1.mp4' and 2 more)"
-    ]
-
-
-def test_zip_slip_is_refused(tmp_path, src):
-    good = src["good"].read_bytes()
-    z = _zip(tmp_path / "slip.zip", [("submission/1.mp4", good), ("submission/../../evil.mp4", good)])
-    r = check_submission(z)
-    assert r.problems == [
-        "zip entry 'submission/../../evil.mp4': path escapes the zip's folder ('..', zip slip), refused"
-    ]
-    assert r.videos == []  # refused: nothing probed
-    z2 = _zip(tmp_path / "abs.zip", [("/etc/evil.mp4", good)])
-    assert check_submission(z2).problems == ["zip entry '/etc/evil.mp4': absolute path (zip slip), refused"]
-    assert not (tmp_path / "evil.mp4").exists()
-
-
-def test_symlink_entry_is_refused(tmp_path):
-    info = zipfile.ZipInfo("submission/1.mp4")
-    info.create_system = 3
-    info.external_attr = (stat.S_IFLNK | 0o777) << 16
-    z = _zip(tmp_path / "link.zip", [(info, b"/etc/passwd")])
-    assert check_submission(z).problems == ["zip entry 'submission/1.mp4': symbolic link, refused"]
-
-
-def test_zip_bomb_and_entry_limits(tmp_path, src):
-    z = _zip(tmp_path / "bomb.zip", [("submission/1.mp4", b"\0" * (8 << 20))], deflate=True)
-    (problem,) = check_submission(z).problems
-    assert problem.startswith("zip entry 'submission/1.mp4': compression ratio ")
-    assert problem.endswith("exceeds 100:1 (zip bomb?), refused")
-    many = _zip(tmp_path / "many.zip", [(f"submission/{i}.mp4", b"") for i in range(1, 31)])
-    r = check_submission(many, limits=ZipLimits(max_entries=20))
-    assert r.problems == ["many.zip: 30 entries, more than the limit 20, refused"]
-    big = _zip(tmp_path / "big.zip", [("submission/1.mp4", src["good"].read_bytes())])
-    r = check_submission(big, limits=ZipLimits(max_total_bytes=100))
-    assert r.problems[0].startswith("big.zip: 0.0 GiB uncompressed, more than the limit")
-
-
-def test_deflated_zip_entries_are_probed_too(tmp_path, src):
-    z = _zip(tmp_path / "d.zip", [("submission/1.mp4", src["good"].read_bytes())], deflate=True)
-    r = check_submission(z)
-    assert r.ok and r.videos[0].codec == "h264" and r.videos[0].n_frames == 6
-
-
-def test_damaged_zip_entry_fails_crc(tmp_path, src):
-    z = _zip(tmp_path / "d.zip", [("submission/1.mp4", src["good"].read_bytes())])
-    data = bytearray(z.read_bytes())
-    at = data.find(b"mdat") + 200  # inside the stored video data, past the first frame's start
-    data[at] ^= 0xFF
-    z.write_bytes(bytes(data))
-    assert "zip entry 'submission/1.mp4': CRC mismatch (the zip is damaged)" in check_submission(z).problems
-
-
-def test_not_a_zip(tmp_path):
-    bad = tmp_path / "x.zip"
-    bad.write_bytes(b"nope")
-    assert check_submission(bad).problems == ["x.zip: not a valid zip file (File is not a zip file)"]
-
-
-# ------------------------------------------------------------------------------------ fix encoding
-
-
-def test_fix_encoding_into_new_folder(tmp_path, src):
-    files = {
-        "id001/prompt1.mp4": src["good"],
-        "id001/prompt2.mp4": src["vp9"],
-        "id001/prompt3.mp4": src["odd"],
-    }
-    files[".DS_Store"] = b"x"
-    sub = _sub(tmp_path / "sub", files)
-    before = {p: _sha(p) for p in sub.rglob("*") if p.is_file()}
-    dst = tmp_path / "fixed"
-    rep = fix_encoding(sub, dst, preset="ultrafast")
-    assert rep.reencoded == ["id001/prompt2.mp4", "id001/prompt3.mp4"]
-    assert rep.linked == ["id001/prompt1.mp4"]
-    assert {p: _sha(p) for p in sub.rglob("*") if p.is_file()} == before  # original untouched
-    assert not (dst / ".DS_Store").exists()
-    vp9 = probe_video(dst / "id001/prompt2.mp4", decode_check=True, count_frames=True)
-    assert (vp9.codec, vp9.pix_fmt, vp9.fps, vp9.n_frames) == ("h264", "yuv420p", 8.0, 6)
-    odd = probe_video(dst / "id001/prompt3.mp4")
-    assert (odd.width, odd.height, odd.pix_fmt) == (34, 32, "yuv420p")
-    assert _sha(dst / "id001/prompt1.mp4") == _sha(src["good"])
-    r = check_submission(dst, expect=None)
-    assert r.ok and r.warnings == []
-    again = fix_encoding(sub, dst)  # resume: everything is already there
-    assert again.kept == ["id001/prompt1.mp4", "id001/prompt2.mp4", "id001/prompt3.mp4"]
-    assert again.reencoded == [] and again.linked == [] and again.problems == []
-    # a source replaced since the last run is redone; a video whose source is gone is a problem
-    shutil.copyfile(src["mpeg4"], sub / "id001/prompt2.mp4")
-    later = (dst / "id001/prompt2.mp4").stat().st_mtime + 5
-    os.utime(sub / "id001/prompt2.mp4", (later, later))
-    (sub / "id001/prompt3.mp4").unlink()
-    third = fix_encoding(sub, dst, preset="ultrafast")
-    assert third.reencoded == ["id001/prompt2.mp4"] and third.kept == ["id001/prompt1.mp4"]
-    assert third.problems == [
-        f"id001/prompt3.mp4: in {dst} but no longer in the submission folder (delete it, or use a new DIR2)"
-    ]
-
-
-def test_fix_encoding_refuses_unsafe_destinations(tmp_path, src):
-    sub = _sub(tmp_path / "sub", {"1.mp4": src["good"]})
-    with pytest.raises(UsageError, match="outside the submission folder"):
-        fix_encoding(sub, sub)
-    with pytest.raises(UsageError, match="outside the submission folder"):
-        fix_encoding(sub, sub / "fixed")
-    with pytest.raises(UsageError, match="must not contain the submission folder"):
-        fix_encoding(sub, tmp_path)
-
-
-def test_pack_with_fix_encoding_keeps_broken_files_as_problems(tmp_path, src):
-    whole = src["good"].read_bytes()
-    sub = _sub(tmp_path / "sub", {"1.mp4": src["vp9"], "2.mp4": whole[: len(whole) // 2]})
-    out = tmp_path / "RUN.zip"
-    cfg = PackConfig(submission=sub, output=out, fix_encoding=tmp_path / "fixed", preset="ultrafast")
-    with pytest.raises(PackCheckFailed) as ei:
-        pack_submission(cfg)
-    (problem,) = ei.value.problems
-    assert problem.startswith("2.mp4: truncated")
-    assert ei.value.report.fix["reencoded"] == ["1.mp4"]
-    assert not out.exists()
-    (sub / "2.mp4").unlink()
-    (tmp_path / "fixed" / "2.mp4").unlink()
-    r = pack_submission(cfg)
-    assert r.ok and zipfile.ZipFile(out).namelist()[-1] == "submission/1.mp4"
-    assert r.summary()["codecs"] == {"h264": 1}
 
 
 def test_pack_reports_progress_through_the_protocol(tmp_path, src):

@@ -111,7 +111,7 @@ def test_resume_reuses_unchanged_videos(tmp_path, setup):
     encode_video(np.repeat(face_clip(Path(ts / "id001" / "ref.png"))[:1], 10, axis=0), v, fps=8)
     third = run_scoring(_cfg(ts, sub, out, metrics=metrics))
     assert (third.scored, third.reused) == (1, 2)
-    assert third.rows[0]["metrics"]["dynamic_degree"] == 0.0
+    assert third.rows[0].metrics["dynamic_degree"] == 0.0
     # another metric set is another signature: nothing is reused
     other = run_scoring(_cfg(ts, sub, out, metrics=["motion_amplitude"]))
     assert (other.scored, other.reused) == (3, 0)
@@ -145,7 +145,7 @@ def test_unreadable_video_is_reported_not_fatal(tmp_path, setup):
     rep = run_scoring(_cfg(ts, sub, tmp_path / "out", metrics=["motion_amplitude"]))
     assert rep.missing == []
     assert len(rep.failed) == 1 and rep.failed[0].startswith("id002/prompt2.mp4: motion_amplitude:")
-    assert [r["metrics"]["motion_amplitude"] is None for r in rep.rows] == [False, False, False, True]
+    assert [r.metrics["motion_amplitude"] is None for r in rep.rows] == [False, False, False, True]
 
 
 @pytest.mark.slow
@@ -165,8 +165,8 @@ def test_one_pass_equals_metrics_run_one_at_a_time(tmp_path, tom_hanks):
         m.load(MetricContext())
         info = probe_video(path, count_frames=True)
         alone = VideoSample(case, path, info, m.frames_for(case, info.n_frames, info.fps))
-        assert m.compute(alone).value == pytest.approx(rep.rows[0]["metrics"][name], abs=1e-9)
-        assert m.compute(shared).value == pytest.approx(rep.rows[0]["metrics"][name], abs=1e-9)
+        assert m.compute(alone).value == pytest.approx(rep.rows[0].metrics[name], abs=1e-9)
+        assert m.compute(shared).value == pytest.approx(rep.rows[0].metrics[name], abs=1e-9)
     assert shared.decode_passes == 1  # every metric was served from the one pass
 
 
@@ -181,7 +181,8 @@ def test_best_of_n_selection(tmp_path, tom_hanks):
     best = tmp_path / "best"
     rep = run_selection(base, cands, best)
     assert rep.ok and rep.copied == 2
-    sel = json.loads((best / "selection.json").read_text())
+    sel = json.loads((tmp_path / "scores" / "selection.json").read_text())
+    assert not (best / "selection.json").exists()  # best/ holds only videos (ipvg pack takes it as is)
     for name in ("id001/prompt1.mp4", "id001/prompt2.mp4"):
         assert sel["cases"][name]["chosen"] == "moving"
         t = sel["cases"][name]["totals"]
@@ -282,9 +283,9 @@ def test_model_metrics_on_a_track2_testset(tmp_path, tom_hanks):
     rep = run_scoring(cfg)
     assert rep.ok, rep.problems()
     for row in rep.rows:
-        assert all(row["metrics"][m] is not None for m in metrics), row
-        assert 0.0 <= row["extra"]["timeline_alignment"]["order_accuracy"] <= 1.0
-        assert row["extra"]["timeline_alignment"]["events"] == 2
+        assert all(row.metrics[m] is not None for m in metrics), row
+        assert 0.0 <= row.extra["timeline_alignment"]["order_accuracy"] <= 1.0
+        assert row.extra["timeline_alignment"]["events"] == 2
     # the batched run equals each metric on each video alone
     from ipvgkit.metrics import MetricContext
 
@@ -294,7 +295,7 @@ def test_model_metrics_on_a_track2_testset(tmp_path, tom_hanks):
         m.load(MetricContext(models_dir=models))
         info = probe_video(sub / "2.mp4", count_frames=True)
         alone = VideoSample(case, sub / "2.mp4", info, m.frames_for(case, info.n_frames, info.fps))
-        assert m.compute(alone).value == pytest.approx(rep.rows[1]["metrics"][name], abs=1e-5)
+        assert m.compute(alone).value == pytest.approx(rep.rows[1].metrics[name], abs=1e-5)
 
 
 def test_processes_give_the_same_rows_as_one_process(tmp_path, setup):
@@ -308,6 +309,7 @@ def test_processes_give_the_same_rows_as_one_process(tmp_path, setup):
     pooled = run_scoring(cfg)
     strip = ("seconds",)
     for a, b in zip(serial.rows, pooled.rows, strict=True):
+        a, b = a.to_json(), b.to_json()
         assert {k: v for k, v in a.items() if k not in strip} == {
             k: v for k, v in b.items() if k not in strip
         }

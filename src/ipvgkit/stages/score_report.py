@@ -17,6 +17,7 @@ import numpy as np
 from ipvgkit.data.cases import Case
 from ipvgkit.fsutil import atomic_write_text
 from ipvgkit.metrics.base import Metric
+from ipvgkit.stages.score_rows import ScoreRow, read_thumbs
 
 WORST = 10
 STRIP_FRAMES = 6
@@ -124,16 +125,12 @@ def histogram_svg(values: list[float], bins: int = 20, width: int = 320, height:
     return "".join(parts)
 
 
-def _strip(row: dict) -> list[str]:
-    """Thumbnails of ``STRIP_FRAMES`` frames of the row's video (empty when it cannot be read)."""
-    from ipvgkit.media import probe_video, read_frames, sample_indices
-
-    try:
-        info = probe_video(Path(row["video"]), count_frames=True)
-        frames = read_frames(Path(row["video"]), sample_indices(info.n_frames, STRIP_FRAMES))
-    except Exception:  # noqa: BLE001 - the report shows the case without frames
+def _strip(row: ScoreRow, out: Path) -> list[str]:
+    """The row's stored thumbnails (empty when none were stored: the video could not be read)."""
+    thumbs = read_thumbs(out, row.output_name)
+    if thumbs is None:
         return []
-    return [_jpeg_b64(f) for f in frames]
+    return ["data:image/jpeg;base64," + base64.b64encode(b).decode("ascii") for b in thumbs.frames.values()]
 
 
 def _ref_thumb(case: Case | None) -> str | None:
@@ -175,9 +172,9 @@ def _summary_table(summary: dict) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def _case_block(row: dict, case: Case | None, names: list[str]) -> str:
+def _case_block(row: ScoreRow, case: Case | None, names: list[str], out: Path) -> str:
     ref = _ref_thumb(case)
-    strip = _strip(row)
+    strip = _strip(row, out)
     imgs = []
     if ref:
         imgs.append(f'<img class="ref" src="{ref}" alt="reference" title="reference image">')
@@ -187,23 +184,25 @@ def _case_block(row: dict, case: Case | None, names: list[str]) -> str:
         imgs.append('<span class="note">video could not be read</span>')
     chips = []
     for n in names:
-        v = row["metrics"].get(n)
-        err = row["errors"].get(n)
+        v = row.metrics.get(n)
+        err = row.errors.get(n)
         if v is None and err:
             chips.append(f'<span class="chip err">{html.escape(n)}: {html.escape(err[:80])}</span>')
         else:
             chips.append(f'<span class="chip">{html.escape(n)} {_fmt(v)}</span>')
     prompt = html.escape((case.prompt if case else "")[:300])
     return (
-        f'<div class="case"><div class="head"><span class="name">{html.escape(row["output_name"])}'
-        f' <span class="note">({html.escape(str(row["case_id"]))})</span></span>'
-        f'<span class="total">total {_fmt(row.get("total"))}</span></div>'
+        f'<div class="case"><div class="head"><span class="name">{html.escape(row.output_name)}'
+        f' <span class="note">({html.escape(str(row.case_id))})</span></span>'
+        f'<span class="total">total {_fmt(row.total)}</span></div>'
         f'<div class="prompt">{prompt}</div><div class="row">{"".join(imgs)}</div>'
         f'<div class="chips">{"".join(chips)}</div></div>'
     )
 
 
-def render_report(rows: list[dict], summary: dict, cases: list[Case], metrics: list[Metric]) -> str:
+def render_report(
+    rows: list[ScoreRow], summary: dict, cases: list[Case], metrics: list[Metric], out: Path
+) -> str:
     """The report as one HTML string."""
     names = [m.name for m in metrics]
     by_name = {c.output_name: c for c in cases}
@@ -221,22 +220,22 @@ def render_report(rows: list[dict], summary: dict, cases: list[Case], metrics: l
     )
     hists = []
     for n in names:
-        vals = [r["metrics"][n] for r in rows if r["metrics"].get(n) is not None]
+        vals = [r.metrics[n] for r in rows if r.metrics.get(n) is not None]
         hists.append(f'<div class="hist"><h3>{html.escape(n)}</h3>{histogram_svg(vals)}</div>')
-    totals = [r["total"] for r in rows if r.get("total") is not None]
+    totals = [r.total for r in rows if r.total is not None]
     if totals:
         hists.append(f'<div class="hist"><h3>total</h3>{histogram_svg(totals)}</div>')
-    ranked = sorted((r for r in rows if r.get("total") is not None), key=lambda r: r["total"])[:WORST]
+    ranked = sorted((r for r in rows if r.total is not None), key=lambda r: r.total)[:WORST]
     if ranked:
-        worst = "".join(_case_block(r, by_name.get(r["output_name"]), names) for r in ranked)
+        worst = "".join(_case_block(r, by_name.get(r.output_name), names, out) for r in ranked)
     else:
         worst = '<p class="note">no video has a total (no weighted metric, or all failed)</p>'
-    missing = [r for r in rows if r["errors"] and all(v is None for v in r["metrics"].values())]
+    missing = [r for r in rows if r.errors and not r.scored]
     missing_html = ""
     if missing:
         items = "".join(
-            f"<tr><td>{html.escape(r['output_name'])}</td>"
-            f"<td>{html.escape(next(iter(r['errors'].values())))}</td></tr>"
+            f"<tr><td>{html.escape(r.output_name)}</td>"
+            f"<td>{html.escape(next(iter(r.errors.values())))}</td></tr>"
             for r in missing[:200]
         )
         missing_html = (
@@ -258,10 +257,10 @@ def render_report(rows: list[dict], summary: dict, cases: list[Case], metrics: l
 
 
 def write_report(
-    path: Path, rows: list[dict], summary: dict, cases: list[Case], metrics: list[Metric]
+    path: Path, rows: list[ScoreRow], summary: dict, cases: list[Case], metrics: list[Metric]
 ) -> Path:
-    """Render and write ``report.html`` atomically."""
-    text = render_report(rows, summary, cases, metrics)
+    """Render and write ``report.html`` atomically (thumbnails from the folder it is written to)."""
+    text = render_report(rows, summary, cases, metrics, Path(path).parent)
     return atomic_write_text(Path(path), text)
 
 

@@ -53,7 +53,7 @@ def test_presets_match_the_spec():
     assert PRESETS["consisid"] == ["facesim_cur", "facesim_arc", "face_feat_dist", "clipscore"]
     assert PRESETS["opens2v"] == ["aesthetic", "motion_amplitude", "facesim_cur"]
     assert PRESETS["vbench"] == ["dynamic_degree", "subject_consistency"]
-    assert PRESETS["offline"] == ["facesim_dlib", "motion_amplitude", "dynamic_degree"]
+    assert PRESETS["offline"] == ["facesim_dlib", "motion_amplitude", "dynamic_degree", "timeline_contrast"]
     assert WEIGHTS["opens2v"]["aesthetic"] == Weight(1.0, 4.0, 7.0)
     assert PRESET_OPTIONS["opens2v"]["facesim_cur"] == {"n_frames": 32, "skip_zero": True}
     m = get_metric("facesim_cur", **PRESET_OPTIONS["opens2v"]["facesim_cur"])

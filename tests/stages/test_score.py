@@ -71,7 +71,7 @@ def test_offline_preset_end_to_end(tmp_path, setup):
     ts, sub = setup
     out = tmp_path / "out"
     rep = run_scoring(_cfg(ts, sub, out, preset="offline"))
-    assert rep.metric_names == ["facesim_dlib", "motion_amplitude", "dynamic_degree"]
+    assert rep.metric_names == ["facesim_dlib", "motion_amplitude", "dynamic_degree", "timeline_contrast"]
     assert rep.missing == ["id002/prompt2.mp4"] and not rep.ok and rep.failed == []
     rows = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
     assert [r["output_name"] for r in rows] == [c.output_name for c in load_testset(ts).cases]
@@ -79,12 +79,15 @@ def test_offline_preset_end_to_end(tmp_path, setup):
     assert missing["metrics"] == {n: None for n in rep.metric_names}
     assert set(missing["errors"].values()) == {MISSING_VIDEO}
     for r in rows[:3]:
-        assert all(v is not None for v in r["metrics"].values()), r
+        assert r["not_applicable"] == {"timeline_contrast": True}  # Track 1: no timeline
+        assert all(v is not None for k, v in r["metrics"].items() if k != "timeline_contrast"), r
         assert r["metrics"]["facesim_dlib"] > 0.5  # the same person as the reference
         assert r["extra"]["facesim_dlib"]["frames_no_face"] < 16
         assert r["total"] is not None
     summary = json.loads((out / "summary.json").read_text())
-    for n in rep.metric_names:
+    tc = summary["metrics"]["timeline_contrast"]
+    assert (tc["n"], tc["n_not_applicable"], tc["n_failed"]) == (0, 3, 1)
+    for n in rep.metric_names[:3]:
         vals = [r["metrics"][n] for r in rows[:3]]
         assert summary["metrics"][n]["mean"] == pytest.approx(np.mean(vals))
         assert summary["metrics"][n]["n"] == 3
@@ -94,7 +97,7 @@ def test_offline_preset_end_to_end(tmp_path, setup):
     html = (out / "report.html").read_text()
     assert "<svg" in html and "data:image/jpeg;base64," in html
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in html
-    assert "<script" not in html and "<link" not in html
+    assert "<script src" not in html and "<link" not in html  # inline script only (table sorting)
 
 
 def test_resume_reuses_unchanged_videos(tmp_path, setup):

@@ -36,14 +36,15 @@ PRESETS: dict[str, list[str]] = {
     "consisid": ["facesim_cur", "facesim_arc", "face_feat_dist", "clipscore"],
     "opens2v": ["aesthetic", "motion_amplitude", "facesim_cur"],
     "vbench": ["dynamic_degree", "subject_consistency"],
-    "offline": ["facesim_dlib", "motion_amplitude", "dynamic_degree"],
+    "offline": ["facesim_dlib", "motion_amplitude", "dynamic_degree", "timeline_contrast"],
 }
 
 PRESET_HELP: dict[str, str] = {
     "consisid": "2025 leaderboard columns: Face-Cur, Face-Arc, face feature distance ('FID'), ClipScore",
     "opens2v": "OpenS2V-Eval style: aesthetics, motion amplitude, FaceSim-Cur (32 frames, zeros excluded)",
     "vbench": "VBench-like: dynamic degree, subject consistency (DINO)",
-    "offline": "needs no downloaded weights: dlib face similarity, motion amplitude, dynamic degree",
+    "offline": "needs no downloaded weights: dlib face similarity, motion amplitude, dynamic degree, "
+    "Track 2 timeline contrast (not in the total)",
 }
 
 # Constructor options of a metric inside a preset (SPEC §4: opens2v's FaceSim-Cur reads 32 frames and
@@ -64,6 +65,7 @@ DEFAULT_WEIGHTS: dict[str, Weight] = {
     "dynamic_degree": Weight(1.0, 0.0, 1.0),
     "subject_consistency": Weight(1.0, 0.0, 1.0),
     "timeline_alignment": Weight(1.0, -0.1, 0.1),
+    "timeline_contrast": Weight(0.0, 0.0, 1.0),  # shown, not in totals (n/a on every Track 1 case)
     "fid": Weight(0.0, 300.0, 0.0),
 }
 

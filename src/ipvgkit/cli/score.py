@@ -33,8 +33,9 @@ EPILOG = """Examples:
 
 Presets: consisid (facesim_cur, facesim_arc, face_feat_dist, clipscore), opens2v (aesthetic,
 motion_amplitude, facesim_cur), vbench (dynamic_degree, subject_consistency), offline (facesim_dlib,
-motion_amplitude, dynamic_degree; needs no downloaded weights). Outputs: OUTDIR/scores.jsonl,
-summary.json, report.html, score.yaml. Reruns reuse unchanged videos; --overwrite recomputes.
+motion_amplitude, dynamic_degree, timeline_contrast; needs no downloaded weights). Outputs: OUTDIR/scores.jsonl,
+summary.json, report.html, thumbs/, score.yaml. Reruns reuse unchanged videos; --overwrite
+recomputes. Runs side by side: `ipvg score compare OUT1 OUT2 -o cmp/` (see its --help).
 """
 
 
@@ -203,4 +204,12 @@ def print_select_table(report) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("score", epilog=EPILOG)(score)
+    """``score`` and ``score-compare``; ``ipvg score compare ...`` reaches the latter too."""
+    from ipvgkit.cli.score_compare import EPILOG as COMPARE_EPILOG
+    from ipvgkit.cli.score_compare import ScoreWithCompare, compare
+
+    app.command("score", epilog=EPILOG, cls=ScoreWithCompare)(score)
+    app.command("score-compare", epilog=COMPARE_EPILOG)(compare)
+    sub = typer.Typer(add_completion=False, context_settings=app.info.context_settings)
+    sub.command("compare", epilog=COMPARE_EPILOG)(compare)
+    ScoreWithCompare.compare_command = typer.main.get_command(sub)

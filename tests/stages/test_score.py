@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from ipvgkit.data.testsets import load_testset
-from ipvgkit.errors import MissingWeightsError, UsageError
+from ipvgkit.errors import CheckFailed, MissingWeightsError, UsageError
 from ipvgkit.media import encode_video, probe_video
 from ipvgkit.metrics import VideoSample, get_metric
 from ipvgkit.stages.score import (
@@ -348,3 +348,51 @@ def test_processes_work_from_a_stdin_script(tmp_path, setup):
     out = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "3"
+
+
+def test_selected_folder_packs_as_is(tmp_path, tom_hanks):
+    """``--select BEST`` writes only videos into BEST: the real ``pack`` takes it without a problem."""
+    import zipfile
+
+    from ipvgkit.stages.pack import PackConfig, pack_submission
+
+    ts = make_testset(tmp_path, tom_hanks, n_ids=2, prompts=1)
+    a = make_submission(tmp_path / "a", ts, tom_hanks, shift=0).rename(tmp_path / "still")
+    b = make_submission(tmp_path / "b", ts, tom_hanks, shift=6).rename(tmp_path / "moving")
+    best = tmp_path / "best"
+    base = ScoreConfig(cases=ts, out=tmp_path / "scores", metrics=["motion_amplitude"])
+    sel = run_selection(base, [a, b], best)
+    assert sel.ok and sel.selection == tmp_path / "scores" / "selection.json" and sel.selection.is_file()
+    assert sorted(p.relative_to(best).as_posix() for p in best.rglob("*") if p.is_file()) == [
+        "id001/prompt1.mp4",
+        "id002/prompt1.mp4",
+    ]
+    rep = pack_submission(PackConfig(submission=best, output=tmp_path / "best.zip", cases=ts))
+    assert rep.ok, rep.problems
+    with zipfile.ZipFile(tmp_path / "best.zip") as z:
+        assert sorted(n for n in z.namelist() if not n.endswith("/")) == [
+            "submission/id001/prompt1.mp4",
+            "submission/id002/prompt1.mp4",
+        ]
+    (best / "selection.json").write_text("{}")  # where selection.json used to be: pack refuses it
+    with pytest.raises(CheckFailed, match="problem"):
+        pack_submission(PackConfig(submission=best, output=tmp_path / "b2.zip", cases=ts))
+    old = {"candidates": {}, "cases": {}}  # one that an earlier version wrote is removed by a rerun
+    (best / "selection.json").write_text(json.dumps(old))
+    run_selection(base, [a, b], best)
+    assert not (best / "selection.json").exists()
+
+
+def test_scoring_and_selection_report_through_progress(tmp_path, setup):
+    from ipvgkit.progress import Recorder
+
+    ts, sub = setup
+    rec = Recorder()
+    run_scoring(_cfg(ts, sub, tmp_path / "out", metrics=["motion_amplitude"]), progress=rec)
+    assert ("phase", "score", 4) in rec.events and rec.count("advance") >= 2
+    assert sum(n for kind, n, _ in rec.events if kind == "advance") == 4  # the missing one at once
+    assert ("status", "id001/prompt1.mp4", None) in rec.events
+    rec = Recorder()
+    base = ScoreConfig(cases=ts, out=tmp_path / "sel", metrics=["motion_amplitude"])
+    run_selection(base, [sub], tmp_path / "best", progress=rec)
+    assert ("phase", "score submission", 4) in rec.events

@@ -47,7 +47,9 @@ def run(tmp_path, tom_hanks):
     sub = make_submission(tmp_path, ts, tom_hanks, skip=("id002/prompt2.mp4",), shift=1)
     for k, name in enumerate(("id001/prompt2.mp4", "id003/prompt1.mp4")):  # some videos move more
         encode_video(face_clip(tom_hanks, shift=4 + 3 * k, seed=k), sub / name, fps=8)
-    rep = run_scoring(ScoreConfig(submission=sub, cases=ts, out=tmp_path / "out", metrics=["motion_amplitude"]))
+    rep = run_scoring(
+        ScoreConfig(submission=sub, cases=ts, out=tmp_path / "out", metrics=["motion_amplitude"])
+    )
     return rep
 
 

@@ -113,7 +113,22 @@ def run_selection(
         "unresolved": report.unresolved,
     }
     atomic_write_text(report.selection, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    _drop_old_selection(best_dir, progress)
     return report
+
+
+def _drop_old_selection(best_dir: Path, progress: Progress) -> None:
+    """Remove the ``selection.json`` that earlier versions wrote into ``best_dir`` (pack refuses it)."""
+    old = best_dir / SELECTION_NAME
+    try:
+        data = json.loads(old.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(data, dict) and {"candidates", "cases"} <= set(data):
+        old.unlink()
+        progress.log(
+            f"removed {old} (written by an earlier ipvg score --select; the record is now beside it)"
+        )
 
 
 class _Renamed(Progress):

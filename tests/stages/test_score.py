@@ -396,3 +396,41 @@ def test_scoring_and_selection_report_through_progress(tmp_path, setup):
     base = ScoreConfig(cases=ts, out=tmp_path / "sel", metrics=["motion_amplitude"])
     run_selection(base, [sub], tmp_path / "best", progress=rec)
     assert ("phase", "score submission", 4) in rec.events
+
+
+def test_thumbnails_are_stored_kept_on_resume_and_the_report_needs_no_video(tmp_path, setup):
+    from ipvgkit.stages.score_report import write_report
+    from ipvgkit.stages.score_rows import read_thumbs, thumbs_path
+
+    ts, sub = setup
+    out = tmp_path / "out"
+    cfg = _cfg(ts, sub, out, metrics=["motion_amplitude"])
+    first = run_scoring(cfg)
+    stored = {r.output_name: read_thumbs(out, r.output_name) for r in first.rows}
+    assert stored["id002/prompt2.mp4"] is None  # the missing video
+    t = stored["id001/prompt1.mp4"]
+    assert (
+        t.n_frames == 10
+        and t.fps == pytest.approx(8.0)
+        and sorted(t.frames) == [int(p) for p in np.linspace(0, 9, 8)]
+    )
+    assert all(b[:2] == b"\xff\xd8" for b in t.frames.values())  # JPEG
+    stamp = thumbs_path(out, "id001/prompt1.mp4").stat().st_mtime_ns
+    again = run_scoring(cfg)
+    assert again.reused == 3 and thumbs_path(out, "id001/prompt1.mp4").stat().st_mtime_ns == stamp
+    # the report is drawn from the stored frames alone: it works with the submission gone
+    sub.rename(tmp_path / "away")
+    write_report(
+        out / "again.html",
+        again.rows,
+        again.summary,
+        load_testset(ts).cases,
+        [get_metric("motion_amplitude")],
+    )
+    html = (out / "again.html").read_text()
+    assert html.count("data:image/jpeg;base64,") >= 3 * 8 and "video not readable" in html
+    # a video that is gone loses its thumbnails on the next run
+    (tmp_path / "away").rename(sub)
+    (sub / "id001" / "prompt1.mp4").unlink()
+    run_scoring(cfg)
+    assert not thumbs_path(out, "id001/prompt1.mp4").exists()

@@ -48,6 +48,7 @@ from ipvgkit.stages.score_rows import (
     PARTIAL_NAME,
     SCORES_NAME,
     ScoreRow,
+    drop_thumbs,
     dumps,
     missing_row,
     previous_rows,
@@ -191,6 +192,7 @@ def _plan(cfg: ScoreConfig, metrics: list[Metric] | None) -> _Plan:
         path = submission / case.output_name
         if not path.is_file():
             plan.rows[case.output_name] = missing_row(case, path, sig, names)
+            drop_thumbs(out, case.output_name)
         elif reusable(prev.get(case.output_name), path, sig):
             plan.rows[case.output_name] = prev[case.output_name]
             plan.reused += 1
@@ -233,6 +235,8 @@ def _execute(cfg: ScoreConfig, plan: _Plan, progress: Progress) -> dict[str, flo
                 thumbs = res.thumbs.get(row.output_name)
                 if thumbs is not None:
                     write_thumbs(plan.out, row.output_name, thumbs)
+                else:
+                    drop_thumbs(plan.out, row.output_name)
                 plan.rows[row.output_name] = row
                 log.write(dumps(row.to_json()) + "\n")
                 log.flush()

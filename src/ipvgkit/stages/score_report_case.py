@@ -30,7 +30,7 @@ class VideoMode:
 
     def describe(self) -> str:
         if self.embed:
-            return f"videos embedded in this file ({self.total_mb:.1f} MB; limit {EMBED_LIMIT_MB} MB)"
+            return f"videos embedded in this file ({self.total_mb:.2f} MB; limit {EMBED_LIMIT_MB} MB)"
         return (
             f"videos linked relative to this file ({self.total_mb:.1f} MB is over the {EMBED_LIMIT_MB} MB "
             "embedding limit): keep report.html where it is relative to the submission folder"

@@ -269,6 +269,11 @@ def write_thumbs(out: Path, output_name: str, thumbs: Thumbs) -> None:
     atomic_write_text(path, json.dumps(thumbs.to_json()))
 
 
+def drop_thumbs(out: Path, output_name: str) -> None:
+    """Forget a video's stored thumbnails (its video is gone or could not be read this time)."""
+    thumbs_path(out, output_name).unlink(missing_ok=True)
+
+
 def read_thumbs(out: Path, output_name: str) -> Thumbs | None:
     """The stored thumbnails of a video, None when there are none (or the file is unreadable)."""
     try:

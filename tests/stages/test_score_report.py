@@ -57,7 +57,7 @@ def test_every_case_is_in_the_table_with_its_video(run):
     html = (run.out / "report.html").read_text()
     names = [r.output_name for r in run.rows]
     assert [n for n, _ in _table_rows(html)] == names
-    assert html.count("data:video/mp4;base64,") >= 5  # small run: videos embedded (twice for best/worst)
+    assert html.count("data:video/mp4;base64,") == 5  # small run: each video embedded once
     assert "videos embedded in this file" in html
     assert 'data-status="missing"' in html and "Best " in html and "Worst " in html
     assert "<script src" not in html and "https://" not in html
@@ -90,6 +90,22 @@ def test_sorting_and_filtering_in_a_real_browser(run):
     assert "2 of 6 cases shown" in dom
     dom = dump_dom(page, "#status=missing")
     assert [n for n, hidden in _table_rows(dom) if not hidden] == ["id002/prompt2.mp4"]
+
+
+def _row_html(dom: str, name: str) -> str:
+    start = dom.index(f'<tr data-name="{name}"')
+    return dom[start : dom.index("</tr>", start)]
+
+
+@needs_browser
+def test_a_case_opens_with_its_frames_and_video_in_a_real_browser(run):
+    page = run.out / "report.html"
+    closed = _row_html(dump_dom(page), "id003/prompt2.mp4")
+    assert "data-i=" in closed and 'src="data:' not in closed  # filled when opened
+    opened = _row_html(dump_dom(page, "#open=id003/prompt2.mp4"), "id003/prompt2.mp4")
+    assert "<details open" in opened
+    assert opened.count('src="data:image/jpeg;base64,') >= 1 + 8  # reference + stored frames
+    assert 'src="data:video/mp4;base64,' in opened and 'poster="data:image/jpeg' in opened
 
 
 class MeanColourEmbedder:

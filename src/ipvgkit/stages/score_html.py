@@ -71,7 +71,8 @@ details summary { cursor:pointer; color:var(--accent); }
 
 # Sorting and filtering for every ``table.cases``: click a header to sort (numbers by data-v, empty
 # values last), type into ``#filter`` to keep the rows whose text contains it, ``#status`` to keep one
-# status. The state can be given in the address: ``report.html#sort=total:desc&q=id001&status=failed``.
+# status. The state can be given in the address: ``report.html#sort=total:desc&q=id001&status=failed``,
+# and ``open=<output_name>`` opens that case.
 TABLE_JS = """
 (function () {
   var table = document.querySelector('table.cases'); if (!table) return;
@@ -118,6 +119,10 @@ TABLE_JS = """
   });
   if (q && state.q) q.value = state.q;
   if (st && state.status) st.value = state.status;
+  if (state.open) Array.prototype.forEach.call(body.rows, function (r) {
+    if (r.getAttribute('data-name') !== state.open) return;
+    var d = r.querySelector('details'); d.open = true; if (window.ipvgFill) window.ipvgFill(d);
+  });
   if (state.sort) {
     var s = state.sort.split(':');
     for (var i = 0; i < heads.length; i++)

@@ -13,6 +13,7 @@ cases, the timeline strip. Nothing is decoded: frames come from ``thumbs/`` (see
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ipvgkit.data.cases import Case
@@ -22,6 +23,24 @@ from ipvgkit.stages.score_html import TABLE_JS, esc, fmt, histogram_svg, num_cel
 from ipvgkit.stages.score_report_case import EMBED_LIMIT_MB, VideoMode, case_block, video_mode
 from ipvgkit.stages.score_rows import ScoreRow, Thumbs, read_thumbs
 
+# Fills the elements that reference the page's assets (data-i: src, data-p: poster) inside a part of the
+# page when it is shown: the best/worst lists at once, a case of the table when it is opened.
+ASSET_JS = """
+(function () {
+  var el = document.getElementById('assets'); var A = el ? JSON.parse(el.textContent) : {};
+  function fill(root) {
+    root.querySelectorAll('[data-i]').forEach(function (e) {
+      if (!e.getAttribute('src')) e.setAttribute('src', A[e.getAttribute('data-i')]); });
+    root.querySelectorAll('[data-p]').forEach(function (e) {
+      if (!e.getAttribute('poster')) e.setAttribute('poster', A[e.getAttribute('data-p')]); });
+  }
+  window.ipvgFill = fill;
+  document.querySelectorAll('.eager').forEach(fill);
+  document.querySelectorAll('details').forEach(function (d) {
+    d.addEventListener('toggle', function () { if (d.open) fill(d); });
+  });
+})();
+"""
 BEST_WORST = 5  # cases shown in full at the top of each end of the ranking
 STATUSES = ("ok", "failed", "missing")
 
@@ -130,9 +149,9 @@ def _best_worst(rows, by_name, names, thumbs, mode) -> str:
             case_block(r, by_name.get(r.output_name), names, thumbs.get(r.output_name), mode) for r in rs
         )
 
-    out = f"<h2>Best {len(best)} cases by total</h2><div class='best'>{blocks(best)}</div>"
+    out = f"<h2>Best {len(best)} cases by total</h2><div class='best eager'>{blocks(best)}</div>"
     if worst:
-        out += f"<h2>Worst {len(worst)} cases by total</h2><div class='worst'>{blocks(worst)}</div>"
+        out += f"<h2>Worst {len(worst)} cases by total</h2><div class='worst eager'>{blocks(worst)}</div>"
     return out
 
 
@@ -159,7 +178,9 @@ def render_report(
         f"{_best_worst(rows, by_name, names, thumbs, mode)}"
         f"<h2>All {len(rows)} cases</h2>{_cases_table(rows, by_name, names, thumbs, mode)}"
     )
-    return page("ipvg score report", body, TABLE_JS)
+    assets = json.dumps(mode.assets).replace("</", "<\\/")
+    body += f'<script type="application/json" id="assets">{assets}</script>'
+    return page("ipvg score report", body, ASSET_JS + TABLE_JS)
 
 
 def write_report(

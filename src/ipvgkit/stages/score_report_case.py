@@ -4,8 +4,9 @@ sampled inside each window, the per-event similarity where ``timeline_alignment`
 
 from __future__ import annotations
 
+import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,27 @@ CONTRAST = "timeline_contrast"
 
 @dataclass
 class VideoMode:
-    """How the report shows videos: embedded (base64) or as links relative to the report's folder."""
+    """How the report shows videos (embedded as base64, or links relative to the report's folder), and
+    the page's assets: every image or embedded video is stored once (``assets``: key -> data URI) and
+    referenced by key from the elements (``data-i`` for a src, ``data-p`` for a poster); the page's
+    script fills them in when their part of the page is shown."""
 
     embed: bool
     report_dir: Path
     total_mb: float
+    assets: dict[str, str] = field(default_factory=dict)
+    refs: dict[str, bytes | None] = field(default_factory=dict)  # reference image path -> thumbnail
+
+    def key(self, data: bytes, mime: str) -> str:
+        """The key of ``data`` among the page's assets (the same bytes are stored once)."""
+        k = "a" + hashlib.sha1(data).hexdigest()[:16]
+        if k not in self.assets:
+            self.assets[k] = data_uri(data, mime)
+        return k
+
+    def img(self, data: bytes, **attrs: str) -> str:
+        extra = "".join(f' {k}="{esc(v)}"' for k, v in attrs.items())
+        return f'<img data-i="{self.key(data, "image/jpeg")}"{extra}>'
 
     def describe(self) -> str:
         if self.embed:
@@ -47,37 +64,40 @@ def video_html(row: ScoreRow, mode: VideoMode, thumbs: Thumbs | None = None) -> 
         return '<span class="note">no video</span>'
     if mode.embed:
         try:
-            src = data_uri(Path(row.video).read_bytes(), "video/mp4")
+            src = f'data-i="{mode.key(Path(row.video).read_bytes(), "video/mp4")}"'
         except OSError as e:
             return f'<span class="note">video not readable ({esc(e.strerror or e)})</span>'
     else:
-        src = esc(Path(os.path.relpath(row.video, mode.report_dir)).as_posix())
+        src = f'src="{esc(Path(os.path.relpath(row.video, mode.report_dir)).as_posix())}"'
     first = next(iter(thumbs.frames.values()), None) if thumbs else None
-    poster = f' poster="{data_uri(first, "image/jpeg")}"' if first else ""
-    return f'<video controls preload="metadata"{poster} src="{src}"></video>'
+    poster = f' data-p="{mode.key(first, "image/jpeg")}"' if first else ""
+    return f'<video controls preload="metadata"{poster} {src}></video>'
 
 
-def ref_thumb(case: Case | None) -> str | None:
+def ref_thumb(case: Case | None, mode: VideoMode) -> bytes | None:
+    """The case's first reference image as a thumbnail (made once per image file)."""
     if case is None or not case.ref_images:
         return None
-    from PIL import Image, ImageOps
+    path = str(case.ref_images[0])
+    if path not in mode.refs:
+        from PIL import Image, ImageOps
 
-    try:
-        with Image.open(case.ref_images[0]) as im:
-            img = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-    except (OSError, ValueError):
-        return None
-    return data_uri(jpeg_bytes(img), "image/jpeg")
+        try:
+            with Image.open(path) as im:
+                mode.refs[path] = jpeg_bytes(np.asarray(ImageOps.exif_transpose(im).convert("RGB")))
+        except (OSError, ValueError):
+            mode.refs[path] = None
+    return mode.refs[path]
 
 
-def strip_html(thumbs: Thumbs | None, ref: str | None) -> str:
-    imgs = [f'<img class="ref" src="{ref}" alt="reference" title="reference image">'] if ref else []
+def strip_html(thumbs: Thumbs | None, ref: bytes | None, mode: VideoMode) -> str:
+    imgs = [mode.img(ref, **{"class": "ref", "alt": "reference", "title": "reference image"})] if ref else []
     if thumbs is None:
         imgs.append('<span class="note">no frames stored (the video could not be read)</span>')
     else:
         for i, b in thumbs.frames.items():
             t = f"frame {i}" + (f", {i / thumbs.fps:.2f} s" if thumbs.fps else "")
-            imgs.append(f'<img src="{data_uri(b, "image/jpeg")}" alt="{t}" title="{t}">')
+            imgs.append(mode.img(b, alt=t, title=t))
     return f'<div class="row">{"".join(imgs)}</div>'
 
 
@@ -119,7 +139,7 @@ def _per_event(row: ScoreRow, bounds: list[tuple[int, int]]) -> tuple[list[str],
     return sims, margins, note
 
 
-def timeline_html(case: Case | None, row: ScoreRow, thumbs: Thumbs | None) -> str:
+def timeline_html(case: Case | None, row: ScoreRow, thumbs: Thumbs | None, mode: VideoMode) -> str:
     """The timeline strip of a Track 2 case ("" for a case without a timeline)."""
     if case is None or not case.timeline:
         return ""
@@ -141,8 +161,7 @@ def timeline_html(case: Case | None, row: ScoreRow, thumbs: Thumbs | None) -> st
         if len(inside) > EVENT_FRAMES:
             inside = [inside[round(p)] for p in np.linspace(0, len(inside) - 1, EVENT_FRAMES)]
         imgs = "".join(
-            f'<img src="{data_uri(thumbs.frames[i], "image/jpeg")}" alt="frame {i}" '
-            f'title="event {k + 1}: frame {i} ({i / fps:.2f} s)">'
+            mode.img(thumbs.frames[i], alt=f"frame {i}", title=f"event {k + 1}: frame {i} ({i / fps:.2f} s)")
             for i in inside
         )
         boxes.append(
@@ -183,6 +202,6 @@ def case_block(
         f'<div class="case"><div class="head"><span class="name">{esc(row.output_name)}'
         f' <span class="note">({esc(row.case_id)})</span></span>'
         f'<span class="total">total {fmt(row.total)}</span></div><div class="prompt">{prompt}</div>'
-        f'<div class="pair">{video_html(row, mode, thumbs)}{strip_html(thumbs, ref_thumb(case))}</div>'
-        f"{timeline_html(case, row, thumbs)}{chips_html(row, names)}</div>"
+        f'<div class="pair">{video_html(row, mode, thumbs)}{strip_html(thumbs, ref_thumb(case, mode), mode)}</div>'
+        f"{timeline_html(case, row, thumbs, mode)}{chips_html(row, names)}</div>"
     )

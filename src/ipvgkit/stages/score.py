@@ -253,6 +253,8 @@ def run_scoring(
     ``progress`` gets a ``score`` phase counting cases (reused ones at once); ``metrics`` replaces the
     resolved metric list with ready instances (library use: custom embedders, tests).
     """
+    from ipvgkit.metrics.setup import files_used
+
     t_start = time.perf_counter()
     progress = ensure(progress)
     plan = _plan(cfg, metrics)
@@ -265,6 +267,7 @@ def run_scoring(
     summary = summarise(
         ordered, plan.metrics, plan.preset, run_metrics, plan.case_errors, timings, n_timeline
     )
+    summary["model_files"] = files_used(plan.metrics, cfg.models_dir)
     for note in summary["notes"]:
         progress.log(f"note: {note}")
     write_rows(plan.out / SCORES_NAME, ordered)

@@ -19,7 +19,7 @@ def resolve_metric_names(preset: str | None, metrics: list[str]) -> tuple[str | 
     A metric list wins over no preset; neither given means the ``consisid`` preset.
     """
     from ipvgkit.metrics import known_metrics
-    from ipvgkit.metrics.weights import preset_metrics
+    from ipvgkit.metrics.presets import preset_metrics
 
     if metrics:
         names = list(dict.fromkeys(m.strip() for m in metrics if m.strip()))
@@ -35,7 +35,7 @@ def resolve_metric_names(preset: str | None, metrics: list[str]) -> tuple[str | 
 def build_metrics(preset: str | None, names: list[str]) -> list[Metric]:
     """Metric instances with the preset's options (e.g. opens2v's 32-frame FaceSim-Cur)."""
     from ipvgkit.metrics import get_metric
-    from ipvgkit.metrics.weights import PRESET_OPTIONS
+    from ipvgkit.metrics.presets import PRESET_OPTIONS
 
     opts = PRESET_OPTIONS.get(preset or "", {})
     return [get_metric(n, **opts.get(n, {})) for n in names]

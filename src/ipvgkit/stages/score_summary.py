@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from ipvgkit.metrics.base import Metric
+from ipvgkit.metrics.base import Metric, MetricResult
 from ipvgkit.stages.score_rows import ScoreRow
 
 ALIGNMENT_METRIC = "timeline_alignment"
@@ -18,7 +18,7 @@ TRACK2_NOT_MEASURED = (
 
 def add_totals(rows: list[ScoreRow], preset: str | None, names: list[str]) -> None:
     """Set each row's weighted, normalised total (None when a weighted metric has no value)."""
-    from ipvgkit.metrics.weights import weighted_total, weights_for
+    from ipvgkit.metrics.presets import weighted_total, weights_for
 
     table = weights_for(preset, names)
     for r in rows:
@@ -44,7 +44,9 @@ def finalize(metrics: list[Metric], rows: list[ScoreRow], reused: int = 0) -> di
     return out
 
 
-def _metric_entry(m: Metric, rows: list[ScoreRow], table: dict, timings: dict[str, float]) -> dict:
+def _metric_entry(
+    m: Metric, rows: list[ScoreRow], results: list[MetricResult], table: dict, timings: dict[str, float]
+) -> dict:
     got = [v for v in (r.metrics.get(m.name) for r in rows) if v is not None]
     na = sum(1 for r in rows if r.not_applicable.get(m.name))
     entry: dict[str, Any] = {
@@ -53,6 +55,7 @@ def _metric_entry(m: Metric, rows: list[ScoreRow], table: dict, timings: dict[st
         "n_failed": sum(1 for r in rows if m.name in r.errors) - na,
         "n_not_applicable": na,
         "higher_is_better": m.higher_is_better,
+        **m.run_summary(results),
     }
     if m.name in table:
         w = table[m.name]
@@ -84,16 +87,19 @@ def summarise(
     n_timeline_cases: int = 0,
 ) -> dict:
     """``summary.json``: per-metric means over videos with a value, counts, totals, run-level values."""
-    from ipvgkit.metrics.weights import weighted_total, weights_for
+    from ipvgkit.metrics.presets import run_total, weights_for
 
     names = [m.name for m in metrics]
     table = weights_for(preset, names)
-    per = {m.name: _metric_entry(m, rows, table, timings) for m in metrics}
+    results = {m.name: [r.result(m.name) for r in rows] for m in metrics}
+    per = {m.name: _metric_entry(m, rows, results[m.name], table, timings) for m in metrics}
     totals = [r.total for r in rows if r.total is not None]
+    total = run_total(preset, metrics, results)
     return {
         "preset": preset,
         "metrics": per,
-        "total": weighted_total({k: v["mean"] for k, v in per.items()}, table),
+        "total": total["value"],
+        "total_detail": total,
         "total_mean_over_videos": sum(totals) / len(totals) if totals else None,
         "weights": {k: {"weight": w.weight, "lo": w.lo, "hi": w.hi} for k, w in table.items()},
         "run_metrics": run_metrics,

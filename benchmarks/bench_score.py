@@ -136,7 +136,7 @@ def one_pass(
     t0 = time.perf_counter()
     rep = run_scoring(cfg, metrics=make_metrics(names, preset) if processes == 1 else None)
     dt = time.perf_counter() - t0
-    values = {(r["output_name"], k): v for r in rep.rows for k, v in r["metrics"].items()}
+    values = {(r.output_name, k): v for r in rep.rows for k, v in r.metrics.items()}
     for k, v in rep.summary["run_metrics"].items():
         if v.get("value") is not None:
             values[("run", k)] = v["value"]

@@ -92,7 +92,7 @@ def test_select_best_of_n(tmp_path, tom_hanks):
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["copied"] == 1 and out["cases"]["id001/prompt1.mp4"]["chosen"] == "moving"
-    sel = json.loads((best / "selection.json").read_text())
+    sel = json.loads((tmp_path / "scores" / "selection.json").read_text())
     totals = sel["cases"]["id001/prompt1.mp4"]["totals"]
     assert sel["cases"]["id001/prompt1.mp4"]["chosen"] == "moving" and totals["moving"] > totals["still"]
     assert (best / "id001" / "prompt1.mp4").read_bytes() == (b / "id001" / "prompt1.mp4").read_bytes()

@@ -53,7 +53,7 @@ def test_presets_match_the_spec():
     assert PRESETS["consisid"] == ["facesim_cur", "facesim_arc", "face_feat_dist", "clipscore"]
     assert PRESETS["opens2v"] == ["aesthetic", "motion_amplitude", "facesim_cur"]
     assert PRESETS["vbench"] == ["dynamic_degree", "subject_consistency"]
-    assert PRESETS["offline"] == ["facesim_dlib", "motion_amplitude", "dynamic_degree"]
+    assert PRESETS["offline"] == ["facesim_dlib", "motion_amplitude", "dynamic_degree", "timeline_contrast"]
     assert WEIGHTS["opens2v"]["aesthetic"] == Weight(0.16, 4.0, 7.0)  # OpenS2V-Eval v1.1 Open-Domain
     assert PRESET_OPTIONS["opens2v"]["facesim_cur"] == {
         "n_frames": 32,

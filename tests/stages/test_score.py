@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -12,7 +13,7 @@ import pytest
 from PIL import Image
 
 from ipvgkit.data.testsets import load_testset
-from ipvgkit.errors import MissingWeightsError, UsageError
+from ipvgkit.errors import CheckFailed, MissingWeightsError, UsageError
 from ipvgkit.media import encode_video, probe_video
 from ipvgkit.metrics import VideoSample, get_metric
 from ipvgkit.stages.score import (
@@ -71,7 +72,7 @@ def test_offline_preset_end_to_end(tmp_path, setup):
     ts, sub = setup
     out = tmp_path / "out"
     rep = run_scoring(_cfg(ts, sub, out, preset="offline"))
-    assert rep.metric_names == ["facesim_dlib", "motion_amplitude", "dynamic_degree"]
+    assert rep.metric_names == ["facesim_dlib", "motion_amplitude", "dynamic_degree", "timeline_contrast"]
     assert rep.missing == ["id002/prompt2.mp4"] and not rep.ok and rep.failed == []
     rows = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
     assert [r["output_name"] for r in rows] == [c.output_name for c in load_testset(ts).cases]
@@ -79,12 +80,15 @@ def test_offline_preset_end_to_end(tmp_path, setup):
     assert missing["metrics"] == {n: None for n in rep.metric_names}
     assert set(missing["errors"].values()) == {MISSING_VIDEO}
     for r in rows[:3]:
-        assert all(v is not None for v in r["metrics"].values()), r
+        assert r["not_applicable"] == {"timeline_contrast": True}  # Track 1: no timeline
+        assert all(v is not None for k, v in r["metrics"].items() if k != "timeline_contrast"), r
         assert r["metrics"]["facesim_dlib"] > 0.5  # the same person as the reference
         assert r["extra"]["facesim_dlib"]["frames_no_face"] < 16
         assert r["total"] is not None
     summary = json.loads((out / "summary.json").read_text())
-    for n in rep.metric_names:
+    tc = summary["metrics"]["timeline_contrast"]
+    assert (tc["n"], tc["n_not_applicable"], tc["n_failed"]) == (0, 3, 1)
+    for n in rep.metric_names[:3]:
         vals = [r["metrics"][n] for r in rows[:3]]
         assert summary["metrics"][n]["mean"] == pytest.approx(np.mean(vals))
         assert summary["metrics"][n]["n"] == 3
@@ -94,7 +98,7 @@ def test_offline_preset_end_to_end(tmp_path, setup):
     html = (out / "report.html").read_text()
     assert "<svg" in html and "data:image/jpeg;base64," in html
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in html
-    assert "<script" not in html and "<link" not in html
+    assert "<script src" not in html and "<link" not in html  # inline script only (table sorting)
 
 
 def test_resume_reuses_unchanged_videos(tmp_path, setup):
@@ -111,7 +115,7 @@ def test_resume_reuses_unchanged_videos(tmp_path, setup):
     encode_video(np.repeat(face_clip(Path(ts / "id001" / "ref.png"))[:1], 10, axis=0), v, fps=8)
     third = run_scoring(_cfg(ts, sub, out, metrics=metrics))
     assert (third.scored, third.reused) == (1, 2)
-    assert third.rows[0]["metrics"]["dynamic_degree"] == 0.0
+    assert third.rows[0].metrics["dynamic_degree"] == 0.0
     # another metric set is another signature: nothing is reused
     other = run_scoring(_cfg(ts, sub, out, metrics=["motion_amplitude"]))
     assert (other.scored, other.reused) == (3, 0)
@@ -145,7 +149,7 @@ def test_unreadable_video_is_reported_not_fatal(tmp_path, setup):
     rep = run_scoring(_cfg(ts, sub, tmp_path / "out", metrics=["motion_amplitude"]))
     assert rep.missing == []
     assert len(rep.failed) == 1 and rep.failed[0].startswith("id002/prompt2.mp4: motion_amplitude:")
-    assert [r["metrics"]["motion_amplitude"] is None for r in rep.rows] == [False, False, False, True]
+    assert [r.metrics["motion_amplitude"] is None for r in rep.rows] == [False, False, False, True]
 
 
 @pytest.mark.slow
@@ -165,8 +169,8 @@ def test_one_pass_equals_metrics_run_one_at_a_time(tmp_path, tom_hanks):
         m.load(MetricContext())
         info = probe_video(path, count_frames=True)
         alone = VideoSample(case, path, info, m.frames_for(case, info.n_frames, info.fps))
-        assert m.compute(alone).value == pytest.approx(rep.rows[0]["metrics"][name], abs=1e-9)
-        assert m.compute(shared).value == pytest.approx(rep.rows[0]["metrics"][name], abs=1e-9)
+        assert m.compute(alone).value == pytest.approx(rep.rows[0].metrics[name], abs=1e-9)
+        assert m.compute(shared).value == pytest.approx(rep.rows[0].metrics[name], abs=1e-9)
     assert shared.decode_passes == 1  # every metric was served from the one pass
 
 
@@ -181,7 +185,8 @@ def test_best_of_n_selection(tmp_path, tom_hanks):
     best = tmp_path / "best"
     rep = run_selection(base, cands, best)
     assert rep.ok and rep.copied == 2
-    sel = json.loads((best / "selection.json").read_text())
+    sel = json.loads((tmp_path / "scores" / "selection.json").read_text())
+    assert not (best / "selection.json").exists()  # best/ holds only videos (ipvg pack takes it as is)
     for name in ("id001/prompt1.mp4", "id001/prompt2.mp4"):
         assert sel["cases"][name]["chosen"] == "moving"
         t = sel["cases"][name]["totals"]
@@ -282,9 +287,9 @@ def test_model_metrics_on_a_track2_testset(tmp_path, tom_hanks):
     rep = run_scoring(cfg)
     assert rep.ok, rep.problems()
     for row in rep.rows:
-        assert all(row["metrics"][m] is not None for m in metrics), row
-        assert 0.0 <= row["extra"]["timeline_alignment"]["order_accuracy"] <= 1.0
-        assert row["extra"]["timeline_alignment"]["events"] == 2
+        assert all(row.metrics[m] is not None for m in metrics), row
+        assert 0.0 <= row.extra["timeline_alignment"]["order_accuracy"] <= 1.0
+        assert row.extra["timeline_alignment"]["events"] == 2
     # the batched run equals each metric on each video alone
     from ipvgkit.metrics import MetricContext
 
@@ -294,7 +299,7 @@ def test_model_metrics_on_a_track2_testset(tmp_path, tom_hanks):
         m.load(MetricContext(models_dir=models))
         info = probe_video(sub / "2.mp4", count_frames=True)
         alone = VideoSample(case, sub / "2.mp4", info, m.frames_for(case, info.n_frames, info.fps))
-        assert m.compute(alone).value == pytest.approx(rep.rows[1]["metrics"][name], abs=1e-5)
+        assert m.compute(alone).value == pytest.approx(rep.rows[1].metrics[name], abs=1e-5)
 
 
 def test_processes_give_the_same_rows_as_one_process(tmp_path, setup):
@@ -308,6 +313,7 @@ def test_processes_give_the_same_rows_as_one_process(tmp_path, setup):
     pooled = run_scoring(cfg)
     strip = ("seconds",)
     for a, b in zip(serial.rows, pooled.rows, strict=True):
+        a, b = a.to_json(), b.to_json()
         assert {k: v for k, v in a.items() if k not in strip} == {
             k: v for k, v in b.items() if k not in strip
         }
@@ -343,3 +349,91 @@ def test_processes_work_from_a_stdin_script(tmp_path, setup):
     out = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "3"
+
+
+def test_selected_folder_packs_as_is(tmp_path, tom_hanks):
+    """``--select BEST`` writes only videos into BEST: the real ``pack`` takes it without a problem."""
+    import zipfile
+
+    from ipvgkit.stages.pack import PackConfig, pack_submission
+
+    ts = make_testset(tmp_path, tom_hanks, n_ids=2, prompts=1)
+    a = make_submission(tmp_path / "a", ts, tom_hanks, shift=0).rename(tmp_path / "still")
+    b = make_submission(tmp_path / "b", ts, tom_hanks, shift=6).rename(tmp_path / "moving")
+    best = tmp_path / "best"
+    base = ScoreConfig(cases=ts, out=tmp_path / "scores", metrics=["motion_amplitude"])
+    sel = run_selection(base, [a, b], best)
+    assert sel.ok and sel.selection == tmp_path / "scores" / "selection.json" and sel.selection.is_file()
+    assert sorted(p.relative_to(best).as_posix() for p in best.rglob("*") if p.is_file()) == [
+        "id001/prompt1.mp4",
+        "id002/prompt1.mp4",
+    ]
+    rep = pack_submission(PackConfig(submission=best, output=tmp_path / "best.zip", cases=ts))
+    assert rep.ok, rep.problems
+    with zipfile.ZipFile(tmp_path / "best.zip") as z:
+        assert sorted(n for n in z.namelist() if not n.endswith("/")) == [
+            "submission/id001/prompt1.mp4",
+            "submission/id002/prompt1.mp4",
+        ]
+    (best / "selection.json").write_text("{}")  # where selection.json used to be: pack refuses it
+    with pytest.raises(CheckFailed, match="problem"):
+        pack_submission(PackConfig(submission=best, output=tmp_path / "b2.zip", cases=ts))
+    old = {"candidates": {}, "cases": {}}  # one that an earlier version wrote is removed by a rerun
+    (best / "selection.json").write_text(json.dumps(old))
+    run_selection(base, [a, b], best)
+    assert not (best / "selection.json").exists()
+
+
+def test_scoring_and_selection_report_through_progress(tmp_path, setup):
+    from ipvgkit.progress import Recorder
+
+    ts, sub = setup
+    rec = Recorder()
+    run_scoring(_cfg(ts, sub, tmp_path / "out", metrics=["motion_amplitude"]), progress=rec)
+    assert ("phase", "score", 4) in rec.events and rec.count("advance") >= 2
+    assert sum(n for kind, n, _ in rec.events if kind == "advance") == 4  # the missing one at once
+    assert ("status", "id001/prompt1.mp4", None) in rec.events
+    rec = Recorder()
+    base = ScoreConfig(cases=ts, out=tmp_path / "sel", metrics=["motion_amplitude"])
+    run_selection(base, [sub], tmp_path / "best", progress=rec)
+    assert ("phase", "score submission", 4) in rec.events
+
+
+def test_thumbnails_are_stored_kept_on_resume_and_the_report_needs_no_video(tmp_path, setup):
+    from ipvgkit.stages.score_report import write_report
+    from ipvgkit.stages.score_rows import read_thumbs, thumbs_path
+
+    ts, sub = setup
+    out = tmp_path / "out"
+    cfg = _cfg(ts, sub, out, metrics=["motion_amplitude"])
+    first = run_scoring(cfg)
+    stored = {r.output_name: read_thumbs(out, r.output_name) for r in first.rows}
+    assert stored["id002/prompt2.mp4"] is None  # the missing video
+    t = stored["id001/prompt1.mp4"]
+    assert (
+        t.n_frames == 10
+        and t.fps == pytest.approx(8.0)
+        and sorted(t.frames) == [int(p) for p in np.linspace(0, 9, 8)]
+    )
+    assert all(b[:2] == b"\xff\xd8" for b in t.frames.values())  # JPEG
+    stamp = thumbs_path(out, "id001/prompt1.mp4").stat().st_mtime_ns
+    again = run_scoring(cfg)
+    assert again.reused == 3 and thumbs_path(out, "id001/prompt1.mp4").stat().st_mtime_ns == stamp
+    # the report is drawn from the stored frames alone: it works with the submission gone
+    sub.rename(tmp_path / "away")
+    write_report(
+        out / "again.html",
+        again.rows,
+        again.summary,
+        load_testset(ts).cases,
+        [get_metric("motion_amplitude")],
+    )
+    html = (out / "again.html").read_text()
+    assert "video not readable" in html
+    for name, th in stored.items():  # every stored frame is in the page
+        assert th is None or all(base64.b64encode(b).decode() in html for b in th.frames.values()), name
+    # a video that is gone loses its thumbnails on the next run
+    (tmp_path / "away").rename(sub)
+    (sub / "id001" / "prompt1.mp4").unlink()
+    run_scoring(cfg)
+    assert not thumbs_path(out, "id001/prompt1.mp4").exists()

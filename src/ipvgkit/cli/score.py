@@ -17,6 +17,8 @@ from ipvgkit.cli.options import (
     QuietOpt,
     SetOpt,
     TimelineUnitsOpt,
+    config_values,
+    opt,
 )
 from ipvgkit.metrics.presets import PRESETS
 
@@ -34,14 +36,11 @@ Presets: consisid (facesim_cur, facesim_arc, face_feat_dist, clipscore), opens2v
 motion_amplitude, facesim_cur; OpenS2V-Eval v1.1 Open-Domain weights, partial total; opens2v-human,
 opens2v-v1.0, opens2v-v1.0-human: the other weight tables), vbench (dynamic_degree,
 subject_consistency; RAFT-things flow when torchvision and its weights are there, else OpenCV,
-said in the output), offline (facesim_dlib, motion_amplitude, dynamic_degree; needs no downloaded
-weights). Outputs: OUTDIR/scores.jsonl, summary.json, report.html, score.yaml. Reruns reuse
-unchanged videos; --overwrite recomputes.
+said in the output), offline (facesim_dlib, motion_amplitude, dynamic_degree, timeline_contrast;
+needs no downloaded weights). Outputs: OUTDIR/scores.jsonl,
+summary.json, report.html, thumbs/, score.yaml. Reruns reuse unchanged videos; --overwrite
+recomputes. Runs side by side: `ipvg score compare OUT1 OUT2 -o cmp/` (see its --help).
 """
-
-
-def _opt(*names: str, help: str):  # noqa: A002 - mirrors typer's keyword
-    return typer.Option(*names, help=help, show_default=False)
 
 
 def score(
@@ -53,26 +52,24 @@ def score(
     ],
     cases: CasesOpt = None,
     preset: Annotated[
-        str | None, _opt("--preset", "-p", help=f"{', '.join(PRESETS)} (default consisid).")
+        str | None, opt("--preset", "-p", help=f"{', '.join(PRESETS)} (default consisid).")
     ] = None,
     metrics: Annotated[
-        str | None, _opt("--metrics", "-m", help="Comma-separated metric names instead of a preset.")
+        str | None, opt("--metrics", "-m", help="Comma-separated metric names instead of a preset.")
     ] = None,
-    out_dir: Annotated[Path | None, _opt("--out", "-o", help="Output folder for scores and report.")] = None,
+    out_dir: Annotated[Path | None, opt("--out", "-o", help="Output folder for scores and report.")] = None,
     select: Annotated[
         Path | None,
-        _opt("--select", help="Best-of-N: copy per case the best candidate's video into this folder."),
+        opt("--select", help="Best-of-N: copy per case the best candidate's video into this folder."),
     ] = None,
     models_dir: ModelsDirOpt = None,
     device: DeviceOpt = None,
-    batch_size: Annotated[
-        int | None, _opt("--batch-size", help="Frames per model call (default 16).")
-    ] = None,
+    batch_size: Annotated[int | None, opt("--batch-size", help="Frames per model call (default 16).")] = None,
     bgr_quirk: Annotated[
-        bool, _opt("--bgr-quirk", help="Feed CLIP BGR frames like the 2025 code (parity only).")
+        bool, opt("--bgr-quirk", help="Feed CLIP BGR frames like the 2025 code (parity only).")
     ] = False,
     timeline_units: TimelineUnitsOpt = None,
-    no_report: Annotated[bool, _opt("--no-report", help="Do not write report.html.")] = False,
+    no_report: Annotated[bool, opt("--no-report", help="Do not write report.html.")] = False,
     overwrite: OverwriteOpt = False,
     config_file: ConfigOpt = None,
     overrides: SetOpt = None,
@@ -86,20 +83,12 @@ def score(
 
     if len(submissions) > 1 and select is None:
         raise UsageError("several submission folders given: add --select BEST_DIR to pick the best per case")
-    cli = {
-        "submission": str(submissions[0]),
-        "cases": str(cases) if cases else None,
-        "out": str(out_dir) if out_dir else None,
-        "preset": preset,
-        "metrics": [m for m in metrics.split(",") if m.strip()] if metrics else None,
-        "models_dir": str(models_dir) if models_dir else None,
-        "device": device,
-        "batch_size": batch_size,
-        "bgr_quirk": True if bgr_quirk else None,
-        "timeline_units": timeline_units,
-        "overwrite": True if overwrite else None,
-        "report": False if no_report else None,
-    }
+    cli = config_values(
+        submission=submissions[0], cases=cases, out=out_dir, preset=preset, models_dir=models_dir,
+        metrics=[m for m in metrics.split(",") if m.strip()] if metrics else None, device=device,
+        batch_size=batch_size, bgr_quirk=bgr_quirk, timeline_units=timeline_units, overwrite=overwrite,
+        report=False if no_report else None,
+    )  # fmt: skip
     cfg = config.resolve(ScoreConfig, config_file, cli, overrides)
     if select is not None:
         _run_select(cfg, submissions, select, json_out, quiet)
@@ -107,30 +96,16 @@ def score(
         _run_score(cfg, json_out, quiet)
 
 
-def _progress_fn(bar, task):
-    def fn(done: int, total: int, item: str) -> None:
-        bar.update(task, completed=done, total=total)
-
-    return fn
-
-
 def _run_score(cfg, json_out: bool, quiet: bool) -> None:
-    from ipvgkit.cli.ui import print_json, progress
+    from ipvgkit.cli.ui import print_json, stage_progress
     from ipvgkit.stages.score import run_scoring
 
-    with progress(enabled=not quiet) as bar:
-        task = bar.add_task("score", total=None)
-        report = run_scoring(cfg, on_progress=_progress_fn(bar, task))
+    with stage_progress(enabled=not quiet) as progress:
+        report = run_scoring(cfg, progress=progress)
     if json_out:
-        print_json(
-            {
-                "out": str(report.out),
-                "summary": report.summary,
-                "scored": report.scored,
-                "reused": report.reused,
-                "problems": report.problems(),
-            }
-        )
+        keys = ("scored", "reused")
+        print_json({"out": str(report.out), "summary": report.summary, **{k: getattr(report, k) for k in keys},
+                    "problems": report.problems()})  # fmt: skip
     else:
         print_score_table(report)
     _raise_if_problems(report.problems(), report.missing)
@@ -192,24 +167,18 @@ def print_score_table(report) -> None:
 
 
 def _run_select(cfg, candidates: list[Path], best_dir: Path, json_out: bool, quiet: bool) -> None:
-    from ipvgkit.cli.ui import out, print_json, progress
+    from ipvgkit.cli.ui import print_json, stage_progress
     from ipvgkit.stages.select import run_selection
 
-    with progress(enabled=not quiet) as bar:
-        tasks: dict[str, int] = {}
-
-        def prog(name: str, done: int, total: int, item: str) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(f"score {name}", total=total)
-            bar.update(tasks[name], completed=done, total=total)
-
-        report = run_selection(cfg, candidates, best_dir, on_progress=prog)
+    with stage_progress(enabled=not quiet) as progress:
+        report = run_selection(cfg, candidates, best_dir, progress=progress)
     problems = [f"{n}: {p}" for n, r in report.reports.items() for p in r.problems()]
     problems += [f"{c}: no candidate could be scored" for c in report.unresolved]
     if json_out:
         print_json(
             {
                 "best_dir": str(report.best_dir),
+                "selection": str(report.selection),
                 "candidates": report.candidates,
                 "cases": report.choices,
                 "copied": report.copied,
@@ -219,22 +188,36 @@ def _run_select(cfg, candidates: list[Path], best_dir: Path, json_out: bool, qui
             }
         )
     else:
-        from rich.table import Table
-
-        table = Table(title=f"ipvg score --select -> {report.best_dir}")
-        for col in ("candidate", "total", "cases chosen"):
-            table.add_column(col, justify="left" if col == "candidate" else "right")
-        for n, r in report.reports.items():
-            chosen = sum(1 for c in report.choices.values() if c["chosen"] == n)
-            table.add_row(n, _fmt(r.summary.get("total")), str(chosen))
-        out.print(table)
-        out.print(
-            f"{report.copied} video(s) copied, {report.kept} already in place; "
-            f"selection: {report.best_dir / 'selection.json'}",
-            highlight=False,
-        )
+        print_select_table(report)
     _raise_if_problems(problems, [m for r in report.reports.values() for m in r.missing])
 
 
+def print_select_table(report) -> None:
+    """Per candidate its total and how many cases it won."""
+    from rich.table import Table
+
+    from ipvgkit.cli.ui import out
+
+    table = Table(title=f"ipvg score --select -> {report.best_dir}")
+    for col in ("candidate", "total", "cases chosen"):
+        table.add_column(col, justify="left" if col == "candidate" else "right")
+    for n, r in report.reports.items():
+        chosen = sum(1 for c in report.choices.values() if c["chosen"] == n)
+        table.add_row(n, _fmt(r.summary.get("total")), str(chosen))
+    out.print(table)
+    out.print(
+        f"{report.copied} video(s) copied, {report.kept} already in place; selection: {report.selection}",
+        highlight=False,
+    )
+
+
 def register(app: typer.Typer) -> None:
-    app.command("score", epilog=EPILOG)(score)
+    """``score`` and ``score-compare``; ``ipvg score compare ...`` reaches the latter too."""
+    from ipvgkit.cli.score_compare import EPILOG as COMPARE_EPILOG
+    from ipvgkit.cli.score_compare import ScoreWithCompare, compare
+
+    app.command("score", epilog=EPILOG, cls=ScoreWithCompare)(score)
+    app.command("score-compare", epilog=COMPARE_EPILOG)(compare)
+    sub = typer.Typer(add_completion=False, context_settings=app.info.context_settings)
+    sub.command("compare", epilog=COMPARE_EPILOG)(compare)
+    ScoreWithCompare.compare_command = typer.main.get_command(sub)

@@ -12,7 +12,7 @@ from ipvgkit.metrics.base import Metric, MetricContext, MetricResult, VideoSampl
 from ipvgkit.metrics.registry import METRICS, get_metric, known_metrics, register
 
 # Built-in metric modules (``ipvgkit.metrics.<name>``); each registers its metrics at import.
-METRIC_MODULES = ("clip", "motion", "consistency", "timeline", "face")
+METRIC_MODULES = ("clip", "motion", "consistency", "timeline", "timeline_contrast", "face")
 
 _loaded = False
 

@@ -125,7 +125,7 @@ PRESETS: dict[str, list[str]] = {
     "consisid": ["facesim_cur", "facesim_arc", "face_feat_dist", "clipscore"],
     **{name: ["aesthetic", "motion_amplitude", "facesim_cur"] for name in OPENS2V_TABLES},
     "vbench": ["dynamic_degree", "subject_consistency"],
-    "offline": ["facesim_dlib", "motion_amplitude", "dynamic_degree"],
+    "offline": ["facesim_dlib", "motion_amplitude", "dynamic_degree", "timeline_contrast"],
 }
 
 PRESET_HELP: dict[str, str] = {
@@ -135,7 +135,8 @@ PRESET_HELP: dict[str, str] = {
     "opens2v-v1.0": "OpenS2V-Eval v1.0 Open-Domain weights (same metrics as opens2v)",
     "opens2v-v1.0-human": "OpenS2V-Eval v1.0 Human-Domain weights (same metrics as opens2v)",
     "vbench": "VBench: dynamic degree (RAFT-things or a recorded OpenCV substitute), subject consistency",
-    "offline": "needs no downloaded weights: dlib face similarity, motion amplitude, dynamic degree",
+    "offline": "needs no downloaded weights: dlib face similarity, motion amplitude, dynamic degree, "
+    "Track 2 timeline contrast (not in the total)",
 }
 
 # Constructor options of a metric inside a preset (SPEC §4: OpenS2V's FaceSim-Cur reads 32 frames,
@@ -158,6 +159,7 @@ DEFAULT_WEIGHTS: dict[str, Weight] = {
     "dynamic_degree": Weight(1.0, 0.0, 1.0),
     "subject_consistency": Weight(1.0, 0.0, 1.0),
     "timeline_alignment": Weight(1.0, -0.1, 0.1),
+    "timeline_contrast": Weight(0.0, 0.0, 1.0),  # shown, not in totals (n/a on every Track 1 case)
     "fid": Weight(0.0, 300.0, 0.0),
 }
 

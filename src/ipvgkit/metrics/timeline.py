@@ -36,15 +36,23 @@ class Embedder(Protocol):
     def embed_texts(self, texts: list[str]) -> np.ndarray: ...
 
 
-def event_windows(case: Case, n_frames: int, fps: float, per_event: int) -> list[list[int]]:
-    """Per timeline event, the sampled frame indices inside its window (possibly empty)."""
-    out: list[list[int]] = []
+def event_bounds(case: Case, n_frames: int, fps: float) -> list[tuple[int, int]]:
+    """Per timeline event, its window as frame indices ``[lo, hi)`` (clipped to the video; may be empty)."""
+    out: list[tuple[int, int]] = []
     for ev in case.timeline or []:
         if case.timeline_units == "fraction":
             f0, f1 = ev.start * n_frames, ev.end * n_frames
         else:
             f0, f1 = ev.start * fps, ev.end * fps
         lo, hi = max(0, math.ceil(f0 - 1e-9)), min(n_frames, math.ceil(f1 - 1e-9))
+        out.append((lo, max(lo, hi)))
+    return out
+
+
+def event_windows(case: Case, n_frames: int, fps: float, per_event: int) -> list[list[int]]:
+    """Per timeline event, the sampled frame indices inside its window (possibly empty)."""
+    out: list[list[int]] = []
+    for lo, hi in event_bounds(case, n_frames, fps):
         inside = list(range(lo, hi))
         if len(inside) > per_event:
             pos = np.linspace(0, len(inside) - 1, per_event)

@@ -1,151 +1,53 @@
-"""``report.html`` of ``ipvg score``: one self-contained file (inline CSS, SVG and base64 JPEG; no external assets).
+"""``report.html`` of ``ipvg score``: one self-contained file (inline CSS, JS, SVG, base64 images; no
+external assets, no CDN).
 
-Sections: the summary table (mean, count, failures, weight of each metric, the preset total), one
-histogram per metric (inline SVG), and the worst cases by total, each with its reference image beside
-a strip of frames sampled from its video.
+Sections: headline cards and the summary's notes; the summary table (mean, count, failures, weight of
+each metric, the preset total); one histogram per metric with labelled axes (a metric whose values are
+all equal is said to be so); the best and the worst cases by total; and **every case** in a table that
+sorts by any column (click its header) and filters by text and status, each row opening the case: its
+video (embedded when all videos together are at most ``EMBED_LIMIT_MB``, else a link relative to the
+report), the reference image and the frames stored while scoring, the metric values and, for Track 2
+cases, the timeline strip. Nothing is decoded: frames come from ``thumbs/`` (see
+:mod:`ipvgkit.stages.score_rows`).
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
+import json
 from pathlib import Path
-
-import numpy as np
 
 from ipvgkit.data.cases import Case
 from ipvgkit.fsutil import atomic_write_text
 from ipvgkit.metrics.base import Metric
+from ipvgkit.stages.score_html import TABLE_JS, esc, fmt, histogram_svg, num_cell, page
+from ipvgkit.stages.score_report_case import EMBED_LIMIT_MB, VideoMode, case_block, video_mode
+from ipvgkit.stages.score_rows import ScoreRow, Thumbs, read_thumbs
 
-WORST = 10
-STRIP_FRAMES = 6
-THUMB_H = 96
-
-CSS = """
-:root { --fg:#1d2330; --muted:#6b7385; --line:#e3e6ee; --accent:#3b6fd8; --bad:#c8423b; --bg:#f6f7fb; }
-* { box-sizing: border-box; }
-body { margin:0; font:14px/1.45 -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
-       color:var(--fg); background:var(--bg); }
-main { max-width:1180px; margin:0 auto; padding:28px 24px 48px; }
-h1 { font-size:22px; margin:0 0 4px; } h2 { font-size:17px; margin:32px 0 12px; }
-.sub { color:var(--muted); margin-bottom:20px; }
-.cards { display:flex; gap:12px; flex-wrap:wrap; margin:16px 0 8px; }
-.card { background:#fff; border:1px solid var(--line); border-radius:10px; padding:12px 16px; min-width:150px; }
-.card .k { color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.04em; }
-.card .v { font-size:22px; font-weight:600; margin-top:2px; }
-.card .v.bad { color:var(--bad); }
-table { border-collapse:collapse; width:100%; background:#fff; border:1px solid var(--line); border-radius:10px;
-        overflow:hidden; }
-th, td { text-align:left; padding:8px 12px; border-bottom:1px solid var(--line); vertical-align:top; }
-th { background:#eef1f8; font-weight:600; font-size:13px; }
-td.num { text-align:right; font-variant-numeric:tabular-nums; }
-tr:last-child td { border-bottom:none; }
-.hists { display:grid; grid-template-columns:repeat(auto-fill, minmax(340px, 1fr)); gap:14px; }
-.hist { background:#fff; border:1px solid var(--line); border-radius:10px; padding:10px 12px; }
-.hist h3 { font-size:14px; margin:0 0 6px; }
-.case { background:#fff; border:1px solid var(--line); border-radius:10px; padding:12px 14px; margin-bottom:12px; }
-.case .head { display:flex; justify-content:space-between; gap:12px; flex-wrap:wrap; }
-.case .name { font-weight:600; } .case .total { font-weight:600; color:var(--bad); }
-.case .prompt { color:var(--muted); margin:4px 0 8px; font-size:13px; }
-.row { display:flex; gap:10px; align-items:flex-start; overflow-x:auto; }
-.row img { height:96px; border-radius:6px; border:1px solid var(--line); }
-.row .ref { border:2px solid var(--accent); }
-.sep { width:1px; align-self:stretch; background:var(--line); margin:0 4px; }
-.chips { display:flex; gap:6px; flex-wrap:wrap; margin-top:8px; }
-.chip { background:#eef1f8; border-radius:999px; padding:2px 10px; font-size:12px; }
-.chip.err { background:#fbe9e8; color:var(--bad); }
-.note { color:var(--muted); font-size:13px; }
+# Fills the elements that reference the page's assets (data-i: src, data-p: poster) inside a part of the
+# page when it is shown: the best/worst lists at once, a case of the table when it is opened.
+ASSET_JS = """
+(function () {
+  var el = document.getElementById('assets'); var A = el ? JSON.parse(el.textContent) : {};
+  function fill(root) {
+    root.querySelectorAll('[data-i]').forEach(function (e) {
+      if (!e.getAttribute('src')) e.setAttribute('src', A[e.getAttribute('data-i')]); });
+    root.querySelectorAll('[data-p]').forEach(function (e) {
+      if (!e.getAttribute('poster')) e.setAttribute('poster', A[e.getAttribute('data-p')]); });
+  }
+  window.ipvgFill = fill;
+  document.querySelectorAll('.eager').forEach(fill);
+  document.querySelectorAll('details').forEach(function (d) {
+    d.addEventListener('toggle', function () { if (d.open) fill(d); });
+  });
+})();
 """
+BEST_WORST = 5  # cases shown in full at the top of each end of the ranking
+STATUSES = ("ok", "failed", "missing")
 
 
-def _fmt(v: float | None, digits: int = 4) -> str:
-    if v is None:
-        return "–"
-    if abs(v) >= 100:
-        return f"{v:.1f}"
-    return f"{v:.{digits}f}"
-
-
-def _jpeg_b64(img: np.ndarray, height: int = THUMB_H, quality: int = 72) -> str:
-    from PIL import Image
-
-    im = Image.fromarray(np.ascontiguousarray(img))
-    w = max(1, round(im.width * height / max(1, im.height)))
-    im = im.resize((w, height), Image.Resampling.BILINEAR)
-    buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=quality)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def histogram_svg(values: list[float], bins: int = 20, width: int = 320, height: int = 130) -> str:
-    """An inline SVG histogram of ``values`` with min/max/mean labels."""
-    if not values:
-        return '<p class="note">no values</p>'
-    lo, hi = min(values), max(values)
-    if hi - lo < 1e-12:
-        lo, hi = lo - 0.5, hi + 0.5
-    counts, edges = np.histogram(values, bins=bins, range=(lo, hi))
-    top = max(1, int(counts.max()))
-    pad_l, pad_b, pad_t = 28, 22, 8
-    plot_w, plot_h = width - pad_l - 6, height - pad_b - pad_t
-    bw = plot_w / bins
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img">'
-    ]
-    for k, c in enumerate(counts):
-        if c == 0:
-            continue
-        h = plot_h * c / top
-        x = pad_l + k * bw
-        parts.append(
-            f'<rect x="{x + 1:.1f}" y="{pad_t + plot_h - h:.1f}" width="{max(1.0, bw - 2):.1f}" '
-            f'height="{h:.1f}" rx="2" fill="#3b6fd8"><title>[{edges[k]:.4g}, {edges[k + 1]:.4g}): {c}'
-            f"</title></rect>"
-        )
-    mean = float(np.mean(values))
-    mx = pad_l + plot_w * (mean - lo) / (hi - lo)
-    anchor = "end" if mx > pad_l + plot_w * 0.6 else "start"
-    base_y = pad_t + plot_h
-    parts += [
-        f'<line x1="{pad_l}" y1="{base_y}" x2="{pad_l + plot_w}" y2="{base_y}" stroke="#9aa1b2"/>',
-        f'<line x1="{mx:.1f}" y1="{pad_t}" x2="{mx:.1f}" y2="{base_y}" stroke="#c8423b" '
-        f'stroke-dasharray="4 3"><title>mean {mean:.4g}</title></line>',
-        f'<text x="{pad_l}" y="{height - 6}" font-size="11" fill="#6b7385">{lo:.4g}</text>',
-        f'<text x="{pad_l + plot_w}" y="{height - 6}" font-size="11" fill="#6b7385" '
-        f'text-anchor="end">{hi:.4g}</text>',
-        f'<text x="{mx + (-4 if anchor == "end" else 4):.1f}" y="{pad_t + 10}" font-size="11" fill="#c8423b" '
-        f'stroke="#fff" stroke-width="3" paint-order="stroke" text-anchor="{anchor}">mean {mean:.4g}</text>',
-        f'<text x="{pad_l - 4}" y="{pad_t + 9}" font-size="11" fill="#6b7385" text-anchor="end">{top}</text>',
-        f'<text x="{pad_l - 4}" y="{base_y}" font-size="11" fill="#6b7385" text-anchor="end">0</text>',
-        "</svg>",
-    ]
-    return "".join(parts)
-
-
-def _strip(row: dict) -> list[str]:
-    """Thumbnails of ``STRIP_FRAMES`` frames of the row's video (empty when it cannot be read)."""
-    from ipvgkit.media import probe_video, read_frames, sample_indices
-
-    try:
-        info = probe_video(Path(row["video"]), count_frames=True)
-        frames = read_frames(Path(row["video"]), sample_indices(info.n_frames, STRIP_FRAMES))
-    except Exception:  # noqa: BLE001 - the report shows the case without frames
-        return []
-    return [_jpeg_b64(f) for f in frames]
-
-
-def _ref_thumb(case: Case | None) -> str | None:
-    if case is None or not case.ref_images:
-        return None
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(case.ref_images[0]) as im:
-            return _jpeg_b64(np.asarray(ImageOps.exif_transpose(im).convert("RGB")))
-    except (OSError, ValueError):
-        return None
+def row_status(row: ScoreRow) -> str:
+    """``missing`` (no video), ``failed`` (a metric failed on it) or ``ok``."""
+    return "missing" if row.missing else "failed" if row.failures() else "ok"
 
 
 def _summary_table(summary: dict) -> str:
@@ -156,8 +58,8 @@ def _summary_table(summary: dict) -> str:
         arrow = "↑" if m.get("higher_is_better", True) else "↓"
         nf = m.get("frames_no_face")
         rows.append(
-            f"<tr><td>{html.escape(name)} <span class='note'>{arrow}</span></td>"
-            f"<td class='num'>{_fmt(m['mean'])}</td><td class='num'>{m['n']}</td>"
+            f"<tr><td>{esc(name)} <span class='note'>{arrow}</span></td>"
+            f"<td class='num'>{fmt(m['mean'])}</td><td class='num'>{m['n']}</td>"
             f"<td class='num'>{m['n_failed']}</td><td class='num'>{m['n_not_applicable']}</td>"
             f"<td class='num'>{'' if nf is None else nf}</td><td>{weight}</td></tr>"
         )
@@ -165,104 +67,130 @@ def _summary_table(summary: dict) -> str:
         val = rm.get("value") if isinstance(rm, dict) else None
         detail = ", ".join(f"{k}={v}" for k, v in rm.items() if k != "value") if isinstance(rm, dict) else ""
         rows.append(
-            f"<tr><td>{html.escape(name)} <span class='note'>(run-level)</span></td>"
-            f"<td class='num'>{_fmt(val)}</td><td colspan='5' class='note'>{html.escape(detail)}</td></tr>"
+            f"<tr><td>{esc(name)} <span class='note'>(run-level)</span></td>"
+            f"<td class='num'>{fmt(val)}</td><td colspan='5' class='note'>{esc(detail)}</td></tr>"
         )
     head = (
-        "<tr><th>metric</th><th>mean</th><th>videos</th><th>failed</th><th>n/a</th>"
-        "<th>frames without face</th><th>weight (normalised range)</th></tr>"
+        "<thead><tr><th>metric</th><th>mean</th><th>videos</th><th>failed</th><th>n/a</th>"
+        "<th>frames without face</th><th>weight (normalised range)</th></tr></thead>"
     )
-    return f"<table>{head}{''.join(rows)}</table>"
+    return f"<table class='summary'>{head}<tbody>{''.join(rows)}</tbody></table>"
 
 
-def _case_block(row: dict, case: Case | None, names: list[str]) -> str:
-    ref = _ref_thumb(case)
-    strip = _strip(row)
-    imgs = []
-    if ref:
-        imgs.append(f'<img class="ref" src="{ref}" alt="reference" title="reference image">')
-        imgs.append('<div class="sep"></div>')
-    imgs += [f'<img src="{s}" alt="frame">' for s in strip]
-    if not strip:
-        imgs.append('<span class="note">video could not be read</span>')
-    chips = []
-    for n in names:
-        v = row["metrics"].get(n)
-        err = row["errors"].get(n)
-        if v is None and err:
-            chips.append(f'<span class="chip err">{html.escape(n)}: {html.escape(err[:80])}</span>')
-        else:
-            chips.append(f'<span class="chip">{html.escape(n)} {_fmt(v)}</span>')
-    prompt = html.escape((case.prompt if case else "")[:300])
-    return (
-        f'<div class="case"><div class="head"><span class="name">{html.escape(row["output_name"])}'
-        f' <span class="note">({html.escape(str(row["case_id"]))})</span></span>'
-        f'<span class="total">total {_fmt(row.get("total"))}</span></div>'
-        f'<div class="prompt">{prompt}</div><div class="row">{"".join(imgs)}</div>'
-        f'<div class="chips">{"".join(chips)}</div></div>'
-    )
-
-
-def render_report(rows: list[dict], summary: dict, cases: list[Case], metrics: list[Metric]) -> str:
-    """The report as one HTML string."""
-    names = [m.name for m in metrics]
-    by_name = {c.output_name: c for c in cases}
+def _cards(summary: dict) -> str:
     vids = summary["videos"]
-    total = summary.get("total")
     cards = [
-        ("preset", html.escape(str(summary.get("preset") or "custom")), ""),
-        ("total (of the means)", _fmt(total), ""),
+        ("preset", esc(summary.get("preset") or "custom"), ""),
+        ("total (of the means)", fmt(summary.get("total")), ""),
         ("videos scored", f"{vids['scored']} / {vids['cases']}", ""),
         ("missing videos", str(vids["missing"]), "bad" if vids["missing"] else ""),
         ("with failures", str(vids["with_failures"]), "bad" if vids["with_failures"] else ""),
     ]
-    card_html = "".join(
+    return "".join(
         f'<div class="card"><div class="k">{k}</div><div class="v {c}">{v}</div></div>' for k, v, c in cards
     )
+
+
+def _histograms(rows: list[ScoreRow], names: list[str]) -> str:
     hists = []
     for n in names:
-        vals = [r["metrics"][n] for r in rows if r["metrics"].get(n) is not None]
-        hists.append(f'<div class="hist"><h3>{html.escape(n)}</h3>{histogram_svg(vals)}</div>')
-    totals = [r["total"] for r in rows if r.get("total") is not None]
+        vals = [r.metrics[n] for r in rows if r.metrics.get(n) is not None]
+        hists.append(f'<div class="hist"><h3>{esc(n)}</h3>{histogram_svg(vals, label=n)}</div>')
+    totals = [r.total for r in rows if r.total is not None]
     if totals:
-        hists.append(f'<div class="hist"><h3>total</h3>{histogram_svg(totals)}</div>')
-    ranked = sorted((r for r in rows if r.get("total") is not None), key=lambda r: r["total"])[:WORST]
-    if ranked:
-        worst = "".join(_case_block(r, by_name.get(r["output_name"]), names) for r in ranked)
-    else:
-        worst = '<p class="note">no video has a total (no weighted metric, or all failed)</p>'
-    missing = [r for r in rows if r["errors"] and all(v is None for v in r["metrics"].values())]
-    missing_html = ""
-    if missing:
-        items = "".join(
-            f"<tr><td>{html.escape(r['output_name'])}</td>"
-            f"<td>{html.escape(next(iter(r['errors'].values())))}</td></tr>"
-            for r in missing[:200]
+        hists.append(f'<div class="hist"><h3>total</h3>{histogram_svg(totals, label="total")}</div>')
+    return f"<div class='hists'>{''.join(hists)}</div>"
+
+
+def _cases_table(
+    rows: list[ScoreRow], by_name: dict[str, Case], names: list[str], thumbs: dict, mode: VideoMode
+) -> str:
+    """Every case: one sortable, filterable row each; its details open the full case view."""
+    heads = [
+        '<th class="sortable" data-key="case">case</th>',
+        '<th class="sortable" data-key="total">total</th>',
+    ]
+    heads += [f'<th class="sortable" data-key="{esc(n)}">{esc(n)}</th>' for n in names]
+    heads.append('<th class="sortable" data-key="status">status</th>')
+    body = []
+    for r in rows:
+        case = by_name.get(r.output_name)
+        status = row_status(r)
+        search = esc(f"{r.output_name} {r.case_id} {case.prompt if case else ''}".lower())
+        cells = "".join(num_cell(r.metrics.get(n)) for n in names)
+        detail = case_block(r, case, names, thumbs.get(r.output_name), mode)
+        body.append(
+            f'<tr data-name="{esc(r.output_name)}" data-status="{status}" data-search="{search}">'
+            f"<td><details><summary>{esc(r.output_name)}</summary>{detail}</details></td>"
+            f"{num_cell(r.total)}{cells}<td class='{'' if status == 'ok' else 'bad'}'>{status}</td></tr>"
         )
-        missing_html = (
-            f"<h2>Videos without scores ({len(missing)})</h2>"
-            f"<table><tr><th>video</th><th>reason</th></tr>{items}</table>"
-        )
-    title = "ipvg score report"
-    return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{title}</title>"
-        f"<style>{CSS}</style></head><body><main>"
-        f"<h1>{title}</h1><div class='sub'>{html.escape(summary.get('created', ''))} · metrics: "
-        f"{html.escape(', '.join(names))}</div><div class='cards'>{card_html}</div>"
-        f"<h2>Summary</h2>{_summary_table(summary)}"
-        f"<h2>Distributions</h2><div class='hists'>{''.join(hists)}</div>"
-        f"<h2>Worst {len(ranked)} cases by total</h2>{worst}{missing_html}"
-        "</main></body></html>\n"
+    options = "".join(f'<option value="{s}">{s}</option>' for s in STATUSES)
+    controls = (
+        '<div class="controls"><input id="filter" type="search" placeholder="filter: name, id or prompt">'
+        f'<select id="status"><option value="">every status</option>{options}</select>'
+        f'<span id="shown" class="note">{len(rows)} cases</span>'
+        '<span class="note">click a column header to sort; click a case to open it</span></div>'
     )
+    return (
+        f'{controls}<table class="cases"><thead><tr>{"".join(heads)}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def _best_worst(rows, by_name, names, thumbs, mode) -> str:
+    ranked = sorted((r for r in rows if r.total is not None), key=lambda r: r.total, reverse=True)
+    if not ranked:
+        return '<p class="note">no video has a total (no weighted metric, or all failed)</p>'
+    k = min(BEST_WORST, (len(ranked) + 1) // 2)
+    best, worst = ranked[:k], ranked[k:][-k:][::-1]
+
+    def blocks(rs: list[ScoreRow]) -> str:
+        return "".join(
+            case_block(r, by_name.get(r.output_name), names, thumbs.get(r.output_name), mode) for r in rs
+        )
+
+    out = f"<h2>Best {len(best)} cases by total</h2><div class='best eager'>{blocks(best)}</div>"
+    if worst:
+        out += f"<h2>Worst {len(worst)} cases by total</h2><div class='worst eager'>{blocks(worst)}</div>"
+    return out
+
+
+def render_report(
+    rows: list[ScoreRow],
+    summary: dict,
+    cases: list[Case],
+    metrics: list[Metric],
+    thumbs: dict[str, Thumbs],
+    mode: VideoMode,
+) -> str:
+    """The report as one HTML string (``thumbs``: the stored thumbnails by output name)."""
+    names = [m.name for m in metrics]
+    by_name = {c.output_name: c for c in cases}
+    notes = summary.get("notes") or []
+    notes_html = (
+        '<div class="notes">' + "".join(f"<div>{esc(n)}</div>" for n in notes) + "</div>" if notes else ""
+    )
+    body = (
+        f"<h1>ipvg score report</h1><div class='sub'>{esc(summary.get('created', ''))} · metrics: "
+        f"{esc(', '.join(names))} · {esc(mode.describe())}</div><div class='cards'>{_cards(summary)}</div>"
+        f"{notes_html}<h2>Summary</h2>{_summary_table(summary)}"
+        f"<h2>Distributions</h2>{_histograms(rows, names)}"
+        f"{_best_worst(rows, by_name, names, thumbs, mode)}"
+        f"<h2>All {len(rows)} cases</h2>{_cases_table(rows, by_name, names, thumbs, mode)}"
+    )
+    assets = json.dumps(mode.assets).replace("</", "<\\/")
+    body += f'<script type="application/json" id="assets">{assets}</script>'
+    return page("ipvg score report", body, ASSET_JS + TABLE_JS)
 
 
 def write_report(
-    path: Path, rows: list[dict], summary: dict, cases: list[Case], metrics: list[Metric]
+    path: Path, rows: list[ScoreRow], summary: dict, cases: list[Case], metrics: list[Metric]
 ) -> Path:
-    """Render and write ``report.html`` atomically."""
-    text = render_report(rows, summary, cases, metrics)
-    return atomic_write_text(Path(path), text)
+    """Render and write ``report.html`` atomically; thumbnails are read from the folder it is written to."""
+    path = Path(path)
+    thumbs = {r.output_name: t for r in rows if (t := read_thumbs(path.parent, r.output_name)) is not None}
+    text = render_report(rows, summary, cases, metrics, thumbs, video_mode(rows, path.parent))
+    return atomic_write_text(path, text)
 
 
-__all__ = ["histogram_svg", "render_report", "write_report"]
+__all__ = ["EMBED_LIMIT_MB", "histogram_svg", "render_report", "row_status", "write_report"]

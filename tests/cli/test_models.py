@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ipvgkit.cli.app import app
-from ipvgkit.stages.models import registering_modules
+from ipvgkit.stages.model_files import registering_modules
 
 runner = CliRunner()
 
@@ -72,9 +72,9 @@ def test_env_var_models_dir(env, monkeypatch):
 
 def test_registering_modules_and_cheap_import():
     mods = registering_modules()
-    assert "ipvgkit.faces.files" in mods and "ipvgkit.stages.models" not in mods
+    assert "ipvgkit.faces.files" in mods and "ipvgkit.stages.model_files" not in mods
     code = (
-        "import sys; from ipvgkit.stages.models import load_registrations; p = load_registrations(); "
+        "import sys; from ipvgkit.stages.model_files import load_registrations; p = load_registrations(); "
         "print(p, [m for m in ('torch', 'onnxruntime', 'dlib', 'insightface') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -13,7 +13,7 @@ from ipvgkit.media import encode_video, probe_video, read_video
 from ipvgkit.metrics import MetricContext, VideoSample, get_metric
 from ipvgkit.metrics.clip import _image_processor_class, clipscore_indices
 from tests.conftest import moving_frames
-from tests.metrics.tiny_models import make_tiny_aesthetic, make_tiny_clip
+from tests.support.tiny_models import make_tiny_aesthetic, make_tiny_clip
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

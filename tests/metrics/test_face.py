@@ -19,7 +19,7 @@ from ipvgkit.errors import MissingWeightsError
 from ipvgkit.media import encode_video, probe_video, read_frames
 from ipvgkit.metrics import MetricContext, VideoSample, get_metric
 from ipvgkit.metrics.face import dlib_similarity, fid_from_features, frechet_distance, linspace_indices
-from tests.faces.tiny_models import make_pack, save_tiny_inception, square_image, tiny_ir
+from tests.support.tiny_models import make_pack, save_tiny_inception, square_image, tiny_ir
 
 N_FRAMES = 12
 

@@ -28,7 +28,7 @@ RequireOpt = Annotated[
 
 def models(json_out: JsonOpt = False, models_dir: ModelsDirOpt = None, require: RequireOpt = None) -> None:
     """List the registered model files: name, used by, where looked (models dir, HF cache), present or missing."""
-    from ipvgkit.stages.models import ModelsConfig, list_models
+    from ipvgkit.stages.model_files import ModelsConfig, list_models
 
     names = [n.strip() for n in (require or "").split(",") if n.strip()]
     rows, problems = list_models(ModelsConfig(models_dir=models_dir, require=names))

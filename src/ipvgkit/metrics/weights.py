@@ -50,6 +50,8 @@ PRESET_HELP: dict[str, str] = {
 # leaves out frames whose score is zero).
 PRESET_OPTIONS: dict[str, dict[str, dict]] = {
     "opens2v": {"facesim_cur": {"n_frames": 32, "skip_zero": True}},
+    # the 2025 code's 0.0 for all three face metrics of a video without a face (flagged, counted, warned)
+    "consisid": {m: {"no_face_quirk": True} for m in ("facesim_cur", "facesim_arc", "face_feat_dist")},
 }
 
 # Default normalisation of every metric (used by ``--metrics`` lists and the report's colouring).

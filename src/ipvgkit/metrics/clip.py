@@ -16,6 +16,9 @@ from ipvgkit.metrics.base import Metric, MetricContext, MetricResult, VideoSampl
 from ipvgkit.metrics.registry import register
 from ipvgkit.weights import ModelFile, locate, register_file
 
+# What a transformers CLIP folder needs (not the TF/Flax weights of the same hub repo).
+CLIP_FILES = ("*.json", "*.txt", "*.safetensors", "pytorch_model.bin")
+
 CLIP_B32 = register_file(
     ModelFile(
         name="clip-vit-b-32",
@@ -23,6 +26,8 @@ CLIP_B32 = register_file(
         source="hf download openai/clip-vit-base-patch32 --local-dir <models-dir>/clip-vit-base-patch32",
         hf_repo="openai/clip-vit-base-patch32",
         hf_path="",
+        alt_relpaths=("data_process/clip-vit-base-patch32",),  # ConsisID's checkpoint folder
+        hf_patterns=CLIP_FILES,
         description="CLIP ViT-B/32 (transformers format: config, weights, tokenizer, preprocessor)",
         used_by=("clipscore", "timeline_alignment"),
     )
@@ -34,6 +39,7 @@ CLIP_L14 = register_file(
         source="hf download openai/clip-vit-large-patch14 --local-dir <models-dir>/clip-vit-large-patch14",
         hf_repo="openai/clip-vit-large-patch14",
         hf_path="",
+        hf_patterns=CLIP_FILES,
         description="CLIP ViT-L/14 image tower for the aesthetic predictor",
         used_by=("aesthetic",),
     )

@@ -272,3 +272,36 @@ def test_inception_export_needs_torchvision(tmp_path):
     with pytest.raises(MissingDependencyError, match="torchvision"):
         export_torchvision_inception(tmp_path / "x.pt")
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_score_with_a_file_that_does_not_fit_exits_1_with_one_line(tmp_path, tom_hanks):
+    """``ipvg score`` loading a CurricularFace file of another layout: exit 1, one line naming file and key."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.stages.test_score import make_submission, make_testset
+    from tests.support.tiny_models import make_pack
+
+    models = tmp_path / "models"
+    make_pack(models / "insightface" / "buffalo_l")
+    sd = dict(tiny_ir(seed=3).state_dict())
+    sd["body.1.res_layer.1.weight"] = torch.zeros(8, 8, 1, 1)
+    bad = models / "face_encoder" / "glint360k_curricular_face_r101_backbone.bin"  # ConsisID's layout
+    bad.parent.mkdir(parents=True)
+    torch.save(sd, bad)
+    ts = make_testset(tmp_path, tom_hanks, n_ids=1, prompts=1)
+    sub = make_submission(tmp_path, ts, tom_hanks)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src"), "COLUMNS": "80"}
+    args = ["score", str(sub), "--cases", str(ts), "--metrics", "facesim_cur", "--models-dir", str(models)]
+    r = subprocess.run(
+        [sys.executable, "-m", "ipvgkit", *args, "-o", str(tmp_path / "out"), "-q"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 1, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    assert str(bad) in lines[0] and "first mismatched key: body.1.res_layer.1.weight" in lines[0]

@@ -74,7 +74,7 @@ def _print_table(rows, models_dir, wide: bool) -> None:
     from ipvgkit.paths import hf_cache_dir
     from ipvgkit.paths import models_dir as resolve
 
-    out.print(f"models dir: {escape(str(resolve(models_dir)))}", highlight=False)
+    out.print(f"models dir:\n  {escape(str(resolve(models_dir)))}", highlight=False)
     table = Table(box=None, pad_edge=False, show_edge=False)
     table.add_column("file", no_wrap=True)
     table.add_column("status", no_wrap=True)
@@ -93,7 +93,7 @@ def _print_table(rows, models_dir, wide: bool) -> None:
     missing = [r.name for r in rows if not r.present]
     out.print(f"{len(rows) - len(missing)} present, {len(missing)} missing", highlight=False)
     if not wide:
-        out.print(f"HF cache: {escape(str(hf_cache_dir()))}", highlight=False)
+        out.print(f"HF cache:\n  {escape(str(hf_cache_dir()))}", highlight=False)
         out.print("paths and sources: ipvg models --wide; download: ipvg models fetch NAME", highlight=False)
 
 

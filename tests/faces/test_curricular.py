@@ -86,13 +86,17 @@ def functional_ir(sd: dict, x: torch.Tensor) -> torch.Tensor:
         w, b = sd.get(f"{p}.weight"), sd.get(f"{p}.bias")
         return F.batch_norm(t, sd[f"{p}.running_mean"], sd[f"{p}.running_var"], w, b, False, 0.0, 1e-5)
 
-    x = F.prelu(bn("input_layer.1", F.conv2d(x, sd["input_layer.0.weight"], padding=1)), sd["input_layer.2.weight"])
+    x = F.prelu(
+        bn("input_layer.1", F.conv2d(x, sd["input_layer.0.weight"], padding=1)), sd["input_layer.2.weight"]
+    )
     unit = 0
     for n in (3, 13, 30, 3):
         for j in range(n):
             p, stride = f"body.{unit}", 2 if j == 0 else 1
             if f"{p}.shortcut_layer.0.weight" in sd:
-                sc = bn(f"{p}.shortcut_layer.1", F.conv2d(x, sd[f"{p}.shortcut_layer.0.weight"], stride=stride))
+                sc = bn(
+                    f"{p}.shortcut_layer.1", F.conv2d(x, sd[f"{p}.shortcut_layer.0.weight"], stride=stride)
+                )
             else:
                 sc = x[:, :, ::stride, ::stride]  # MaxPool2d(1, stride)
             r = F.conv2d(bn(f"{p}.res_layer.0", x), sd[f"{p}.res_layer.1.weight"], padding=1)
@@ -221,9 +225,9 @@ def test_inception_features_pil_resize_then_to_tensor(tmp_path, tom_hanks):
     feats = inc.features(crops)
     # reference: torchvision's Resize((299, 299)) on a PIL image is PIL's antialiased bilinear resize,
     # ToTensor is uint8 / 255 in CHW
-    x = np.stack(
-        [np.asarray(Image.fromarray(c).resize((299, 299), Image.BILINEAR)) for c in crops]
-    ).astype(np.float32)
+    x = np.stack([np.asarray(Image.fromarray(c).resize((299, 299), Image.BILINEAR)) for c in crops]).astype(
+        np.float32
+    )
     x = torch.from_numpy((x / 255.0).transpose(0, 3, 1, 2).copy())
     net = torch.jit.load(str(path))
     ref = net(x).detach().numpy()

@@ -42,9 +42,7 @@ def _sample(path: Path, prompt: str, metric) -> VideoSample:
 
 def _ref_embeddings(folder: Path, frames: np.ndarray, texts: list[str] | None = None):
     """Image (and text) embeddings straight from the model's towers, normalised in numpy."""
-    from transformers import CLIPModel, CLIPTokenizer
-
-    from transformers import CLIPImageProcessorPil
+    from transformers import CLIPImageProcessorPil, CLIPModel, CLIPTokenizer
 
     model = CLIPModel.from_pretrained(str(folder)).eval()
     proc = CLIPImageProcessorPil.from_pretrained(str(folder))
@@ -95,7 +93,9 @@ def test_clipscore_matches_reference(models, video, bgr):
     assert r.value == pytest.approx(_reference_clipscore(folder, frames, prompt), abs=1e-4)
     assert r.extra["frames_scored"] == 16
     assert r.extra["logit_scale"] == pytest.approx(scale, rel=1e-5)
-    assert r.extra["image_processor"] == "CLIPImageProcessorPil"  # what transformers picks without torchvision
+    assert (
+        r.extra["image_processor"] == "CLIPImageProcessorPil"
+    )  # what transformers picks without torchvision
 
 
 def test_clipscore_uses_the_models_own_logit_scale(tmp_path, video):

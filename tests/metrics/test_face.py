@@ -9,7 +9,6 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-import torch.nn.functional as F
 from insightface.model_zoo import model_zoo
 from insightface.utils import face_align
 from PIL import Image
@@ -54,7 +53,9 @@ def data(tmp_path_factory) -> dict:
     refs["black"] = d / "black.png"
     Image.fromarray(np.zeros((200, 200, 3), np.uint8)).save(refs["black"])
     # faces found only on the padded retry, near the corner: their aligned crops reach outside the frame
-    corner = [square_image(square=46, center=(24 + 8 * (k % 2), 24 + 8 * (k % 3)), seed=k % 4) for k in range(8)]
+    corner = [
+        square_image(square=46, center=(24 + 8 * (k % 2), 24 + 8 * (k % 3)), seed=k % 4) for k in range(8)
+    ]
     video_corner = encode_video(np.stack(corner), d / "corner.mp4", fps=8, crf=10)
     return {"video": video, "video2": video2, "corner": video_corner, **refs}
 
@@ -91,7 +92,9 @@ class Reference:
         boxes, kpss = self.det.detect(bgr, input_size=(320, 320))
         if len(boxes) == 0:
             return None
-        order = sorted(range(len(boxes)), key=lambda i: (boxes[i, 2] - boxes[i, 0]) * (boxes[i, 3] - boxes[i, 1]))
+        order = sorted(
+            range(len(boxes)), key=lambda i: (boxes[i, 2] - boxes[i, 0]) * (boxes[i, 3] - boxes[i, 1])
+        )
         return kpss[order[-1]]
 
     def _arc(self, bgr, kps):

@@ -77,7 +77,9 @@ def test_fetch_into_consisid_layout_and_found_there(tmp_path, repos):
         assert (clip / "config.json").is_file() and not (clip / "tf_model.h5").exists()
         # a second fetch finds everything present and downloads nothing
         n = len(hub.log)
-        again = _ipvg(["models", "fetch", "facesim_cur", "clipscore", "--models-dir", str(models), "--json"], env)
+        again = _ipvg(
+            ["models", "fetch", "facesim_cur", "clipscore", "--models-dir", str(models), "--json"], env
+        )
         assert again.returncode == 0 and json.loads(again.stdout)["fetched"] == {}
         assert not [x for x in hub.log[n:] if "/resolve/" in x[1]]
     listing = _ipvg(["models", "--models-dir", str(models), "--json"], env)
@@ -90,7 +92,10 @@ def test_interrupted_download_resumes_with_a_range_request(tmp_path):
     # huggingface_hub writes in 10 MB chunks: the file must be larger for a partial chunk to be kept
     data = os.urandom(24 * 1024 * 1024)
     with HubServer({CONSISID: {CUR: data}}, truncate={f"{CONSISID}/{CUR}"}) as hub:
-        r = _ipvg(["models", "fetch", "curricularface-ir101", "--models-dir", str(tmp_path / "m")], _env(tmp_path, hub.url))
+        r = _ipvg(
+            ["models", "fetch", "curricularface-ir101", "--models-dir", str(tmp_path / "m")],
+            _env(tmp_path, hub.url),
+        )
         assert r.returncode == 0, r.stderr
         gets = [x for x in hub.log if x[0] == "GET" and x[1].endswith(CUR)]
     assert len(gets) == 2 and gets[0][2] is None and gets[1][2] == f"bytes={10 * 1024 * 1024}-"
@@ -100,7 +105,9 @@ def test_interrupted_download_resumes_with_a_range_request(tmp_path):
 
 def test_fetch_names_what_is_not_on_the_hub(tmp_path, repos):
     with HubServer(repos) as hub:
-        r = _ipvg(["models", "fetch", "consisid", "--models-dir", str(tmp_path / "m")], _env(tmp_path, hub.url))
+        r = _ipvg(
+            ["models", "fetch", "consisid", "--models-dir", str(tmp_path / "m")], _env(tmp_path, hub.url)
+        )
     assert r.returncode == 1
     assert "inception-v3-fid" in r.stderr and "export-inception" in r.stderr
     assert (tmp_path / "m" / CUR).is_file()  # what the hub has was fetched all the same
@@ -108,7 +115,9 @@ def test_fetch_names_what_is_not_on_the_hub(tmp_path, repos):
 
 def test_fetch_missing_on_hub_is_a_problem(tmp_path):
     with HubServer({CONSISID: {}, CLIP: {}}) as hub:
-        r = _ipvg(["models", "fetch", "facesim_cur", "--models-dir", str(tmp_path / "m")], _env(tmp_path, hub.url))
+        r = _ipvg(
+            ["models", "fetch", "facesim_cur", "--models-dir", str(tmp_path / "m")], _env(tmp_path, hub.url)
+        )
     assert r.returncode == 1 and "curricularface-ir101" in r.stderr and "Traceback" not in r.stderr
 
 

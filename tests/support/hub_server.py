@@ -79,7 +79,9 @@ class _Handler(BaseHTTPRequestHandler):
             files = self.hub.repos.get(m.group(1))
             if files is None:
                 return self._not_found("RepoNotFound")
-            return self._json({"id": m.group(1), "sha": COMMIT, "siblings": [{"rfilename": f} for f in files]})
+            return self._json(
+                {"id": m.group(1), "sha": COMMIT, "siblings": [{"rfilename": f} for f in files]}
+            )
         if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)(/.*)?", path):
             files = self.hub.repos.get(m.group(1))
             if files is None:

@@ -259,7 +259,9 @@ def make_tiny_clip(folder: Path, seed: int = 0, logit_scale: float | None = None
     )
     CLIPModel(cfg).eval().save_pretrained(folder)
     tok.save_pretrained(folder)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        folder
+    )
     return folder
 
 

@@ -26,9 +26,14 @@ EPILOG = """Examples:
 
 RequireOpt = Annotated[
     str | None,
-    opt("--require", help="Comma-separated presets, metrics, backends or files that must be present (exit 1 otherwise)."),
+    opt(
+        "--require",
+        help="Comma-separated presets, metrics, backends or files that must be present (exit 1 otherwise).",
+    ),
 ]
-WideOpt = Annotated[bool, typer.Option("--wide", help="All columns: paths, places searched, where to get it.")]
+WideOpt = Annotated[
+    bool, typer.Option("--wide", help="All columns: paths, places searched, where to get it.")
+]
 
 models_app = typer.Typer(
     help="List the model files metrics and backends use; fetch missing ones; export InceptionV3.",
@@ -122,9 +127,13 @@ class _LineProgress:
 
 @models_app.command("fetch", epilog=EPILOG)
 def fetch(
-    names: Annotated[list[str], typer.Argument(help="Presets, metrics or file names (e.g. consisid).", show_default=False)],
+    names: Annotated[
+        list[str], typer.Argument(help="Presets, metrics or file names (e.g. consisid).", show_default=False)
+    ],
     models_dir: ModelsDirOpt = None,
-    revision: Annotated[str | None, opt("--revision", help="Hub revision (default: each repo's main).")] = None,
+    revision: Annotated[
+        str | None, opt("--revision", help="Hub revision (default: each repo's main).")
+    ] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -153,7 +162,10 @@ def export_inception(
         Path | None, opt("--out", "-o", help="TorchScript file to write (default: where the metrics look).")
     ] = None,
     weights: Annotated[
-        Path | None, opt("--weights", help="torchvision InceptionV3 state dict (default: torchvision's ImageNet weights).")
+        Path | None,
+        opt(
+            "--weights", help="torchvision InceptionV3 state dict (default: torchvision's ImageNet weights)."
+        ),
     ] = None,
 ) -> None:
     """Write torchvision's InceptionV3 (fc = identity) as the TorchScript file face_feat_dist and fid load."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from ipvgkit.faces import files  # noqa: F401 - registers the weight files
 from ipvgkit.faces.align import estimate_norm, norm_crop
+from ipvgkit.faces.backends import BACKENDS, clear_loaded, get_backend
 from ipvgkit.faces.base import (
     Face,
     FaceBackend,
@@ -27,7 +28,6 @@ from ipvgkit.faces.base import (
     source_image,
     unpadded_crop,
 )
-from ipvgkit.faces.backends import BACKENDS, clear_loaded, get_backend
 
 __all__ = [
     "BACKENDS",

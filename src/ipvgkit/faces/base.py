@@ -133,7 +133,9 @@ def source_image(image: np.ndarray, face: Face) -> tuple[np.ndarray, np.ndarray 
 
 def _check_arcface5(face: Face) -> None:
     if face.kps is None or face.kps_format != "arcface5":
-        raise ValueError(f"an aligned crop needs ArcFace 5-point keypoints, this face has {face.kps_format!r}")
+        raise ValueError(
+            f"an aligned crop needs ArcFace 5-point keypoints, this face has {face.kps_format!r}"
+        )
 
 
 def aligned_crop(image: np.ndarray, face: Face, size: int = 112) -> np.ndarray:

@@ -150,7 +150,9 @@ def _from_state_dict(path: Path, sd: dict):
     if bad is not None:
         kind = "" if layout is not None else "not an IR backbone state dict: "
         raise InputError(f"{path}: {kind}does not fit the IR network (first mismatched key: {bad})")
-    counters = {k: v for k, v in model.state_dict().items() if k.endswith("num_batches_tracked") and k not in sd}
+    counters = {
+        k: v for k, v in model.state_dict().items() if k.endswith("num_batches_tracked") and k not in sd
+    }
     model.load_state_dict({**sd, **counters}, strict=True)
     return model
 

@@ -69,7 +69,9 @@ def load_inception(path: Path | str, device: str = "cpu"):
     try:
         model = torchvision_feature_net(sd)
     except RuntimeError as e:
-        raise InputError(f"{path}: does not fit torchvision's InceptionV3 ({str(e).splitlines()[1:2]})") from None
+        raise InputError(
+            f"{path}: does not fit torchvision's InceptionV3 ({str(e).splitlines()[1:2]})"
+        ) from None
     return model.to(device)
 
 

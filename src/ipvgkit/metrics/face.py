@@ -28,8 +28,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ipvgkit.faces import files
-from ipvgkit.faces.base import Face, unpadded_crop
 from ipvgkit.faces.backends import get_backend
+from ipvgkit.faces.base import Face, unpadded_crop
 from ipvgkit.metrics.base import Metric, MetricContext, MetricResult, VideoSample
 from ipvgkit.metrics.registry import register
 from ipvgkit.metrics.samples import first_ref_face, frame_faces
@@ -101,7 +101,11 @@ class _FaceMetric(Metric):
     zero_if_no_face = True
 
     def __init__(
-        self, n_frames: int = 16, skip_zero: bool = False, backend: str | None = None, no_face_quirk: bool = False
+        self,
+        n_frames: int = 16,
+        skip_zero: bool = False,
+        backend: str | None = None,
+        no_face_quirk: bool = False,
     ):
         self.n_frames = int(n_frames)
         self.skip_zero = bool(skip_zero)
@@ -264,7 +268,11 @@ class _CropModelMetric(_FaceMetric):
 
     def frame_rows(self, sample: VideoSample, indices: list[int], faces: list[Face]) -> np.ndarray:
         cache = sample.cache
-        todo = [(i, f) for i, f in zip(indices, faces, strict=True) if ("crop224", self.backend.name, i) not in cache]
+        todo = [
+            (i, f)
+            for i, f in zip(indices, faces, strict=True)
+            if ("crop224", self.backend.name, i) not in cache
+        ]
         if todo:
             frames = sample.frames([i for i, _ in todo])
             for (i, f), frame in zip(todo, frames, strict=True):

@@ -119,7 +119,9 @@ def fetch_models(cfg: FetchConfig, progress: Progress | None = None) -> FetchRes
         except Exception as e:  # noqa: BLE001 - hub errors come in many types; each is one line
             if _is_connection_error(e):
                 raise OfflineError(_offline_message(mf, cfg.names, root, e)) from None
-            problems.append(f"{mf.name}: {mf.hf_repo}/{mf.hf_path or ''} could not be fetched ({_reason(e, 200)})")
+            problems.append(
+                f"{mf.name}: {mf.hf_repo}/{mf.hf_path or ''} could not be fetched ({_reason(e, 200)})"
+            )
             continue
         path, _ = find(mf, root)
         if path is None and got.exists():  # a hub path the search does not know: move it to relpath
@@ -135,4 +137,3 @@ def fetch_models(cfg: FetchConfig, progress: Progress | None = None) -> FetchRes
     if problems:
         raise CheckFailed(f"{len(problems)} model file(s) not fetched into {root}", problems)
     return result
-

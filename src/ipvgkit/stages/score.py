@@ -239,6 +239,7 @@ def make_row(case: Case, path: Path, sig: str, results: dict[str, MetricResult],
         "extra": extra,
         "errors": errors,
         "not_applicable": na,
+        "no_face": any(r.extra.get("no_face") for r in results.values()),
         "total": None,
         "video": str(Path(path).resolve()),
         "video_size": stamp[0] if stamp else None,
@@ -343,10 +344,15 @@ def summarise(
         no_face = [x for x in no_face if isinstance(x, int | float)]
         if no_face:
             entry["frames_no_face"] = int(sum(no_face))
+        for key in ("image_processor", "logit_scale"):  # what ran (clipscore records both per row)
+            seen = sorted({r["extra"].get(m.name, {}).get(key) for r in rows} - {None})
+            if seen:
+                entry[key] = seen[0] if len(seen) == 1 else seen
         if m.name in timings:
             entry["seconds"] = round(timings[m.name], 3)
         per[m.name] = entry
     totals = [r["total"] for r in rows if r.get("total") is not None]
+    quirk = [r["output_name"] for r in rows if any("quirk" in e for e in r["extra"].values())]
     missing = [r["output_name"] for r in rows if r["errors"] and MISSING_VIDEO in r["errors"].values()]
     return {
         "preset": preset,
@@ -359,11 +365,21 @@ def summarise(
             "cases": len(rows),
             "scored": sum(1 for r in rows if any(v is not None for v in r["metrics"].values())),
             "missing": len(missing),
+            "no_face": sum(1 for r in rows if r.get("no_face")),
             "with_failures": sum(
                 1 for r in rows if any(k not in (r.get("not_applicable") or {}) for k in r["errors"])
             ),
         },
         "case_errors": case_errors,
+        "warnings": (
+            [
+                f"{len(quirk)} video(s) with no face in any sampled frame scored 0.0 on every face metric, "
+                "as the 2025 reference code does (0 is the best feature distance: a faceless video is "
+                f"rewarded); rows flagged no_face: {', '.join(quirk[:5])}{' ...' if len(quirk) > 5 else ''}"
+            ]
+            if quirk
+            else []
+        ),
         "seconds": round(timings.get("_total", 0.0), 3),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }

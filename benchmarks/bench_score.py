@@ -16,8 +16,14 @@ H.264 at 8 fps, in the brief's ``idNNN/promptK.mp4`` layout, each id with its ph
 Both use the same models (the ``offline`` preset: facesim_dlib, motion_amplitude, dynamic_degree;
 ``--metrics`` to change), and the per-video numbers must agree to 1e-5.
 
+``--preset consisid`` without ``--models-dir`` runs on stand-in models (``benchmarks/standin_models.py``:
+the tests' tiny ONNX detector and ArcFace, a random-weight TFace IR-101 and a random-weight
+InceptionV3 of torchvision's architecture, a tiny CLIP) in ConsisID's checkpoint layout; the videos
+are then moving bright squares on black (what the tiny detector sees as faces), 320x320.
+
     python benchmarks/bench_score.py                   # 20 videos, offline preset
     python benchmarks/bench_score.py --n 40 --frames 49 --height 480 --width 832
+    python benchmarks/bench_score.py --preset consisid --n 10 --frames 49 --repeat 1
 """
 
 from __future__ import annotations
@@ -67,6 +73,29 @@ def make_data(root: Path, n: int, frames: int, height: int, width: int, fps: flo
             )
             encode_video(clip, sub / d.name / f"prompt{k + 1}.mp4", fps=fps)
             made += 1
+    return ts, sub
+
+
+def make_square_data(root: Path, n: int, frames: int, fps: float) -> tuple[Path, Path]:
+    """Like :func:`make_data` for the stand-in detector: a textured square "face" moving on black."""
+    import numpy as np
+    from PIL import Image
+    from tests.support.tiny_models import square_image
+
+    from ipvgkit.media import encode_video
+
+    ts, sub = root / "testset", root / "submission"
+    for i in range((n + 4) // 5):
+        d = ts / f"id{i + 1:03d}"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(square_image(square=32, center=(160, 152), seed=i)).save(d / "ref.png")
+        for k in range(min(5, n - 5 * i)):
+            (d / f"prompt{k + 1}.txt").write_text(f"a person on camera, take {k + 1}", encoding="utf-8")
+            clip = [
+                square_image(square=32, center=(96 + (4 * t * (k + 1)) % 128, 160), seed=(i + t) % 5)
+                for t in range(frames)
+            ]
+            encode_video(np.stack(clip), sub / d.name / f"prompt{k + 1}.mp4", fps=fps)
     return ts, sub
 
 
@@ -158,6 +187,12 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=0, help="scoring processes (0 = CPU count)")
     ap.add_argument("--repeat", type=int, default=2, help="alternating repeats; the fastest of each counts")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument(
+        "--stand-in",
+        choices=("full", "tiny"),
+        default="full",
+        help="consisid without --models-dir: real-size random IR-101/InceptionV3, or the tests' tiny ones",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -172,10 +207,20 @@ def main() -> None:
     preset = None if args.metrics else args.preset
     root = args.workdir or Path(tempfile.mkdtemp(prefix="bench_score_"))
     ts, sub = root / "testset", root / "submission"
+    stand_in = preset == "consisid" and args.models_dir is None
+    if stand_in:
+        import standin_models  # noqa: F401 - puts the repo root on sys.path for tests.support
     if not sub.is_dir():
-        make_data(root, args.n, args.frames, args.height, args.width, args.fps)
-
+        if stand_in:
+            make_square_data(root, args.n, args.frames, args.fps)
+        else:
+            make_data(root, args.n, args.frames, args.height, args.width, args.fps)
     models = args.models_dir
+    if stand_in:
+        from standin_models import make_models_dir
+
+        models = make_models_dir(root / f"ckpts-{args.stand_in}", size=args.stand_in)
+        args.width = args.height = 320
     # warm-up (model loading, first-call costs) outside the timings
     one_pass(ts, sub, root / "warm", names, preset, models, workers=1)
     # the runs alternate and each configuration keeps its fastest repeat (the CPU is shared and noisy)
@@ -214,8 +259,10 @@ def main() -> None:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
+        models_note = f" (stand-in models: {args.stand_in})" if stand_in else ""
         print(
             f"{args.n} videos, {args.frames} frames {args.width}x{args.height}, metrics: {', '.join(names)}"
+            + models_note
         )
         print("| run | seconds | videos/min | speedup |\n|---|---:|---:|---:|")
         rows = [

@@ -32,7 +32,7 @@ from ipvgkit.faces.backends import get_backend
 from ipvgkit.faces.base import Face, unpadded_crop
 from ipvgkit.metrics.base import Metric, MetricContext, MetricResult, VideoSample
 from ipvgkit.metrics.registry import register
-from ipvgkit.metrics.samples import first_ref_face, frame_faces
+from ipvgkit.metrics.samples import first_ref_face, frame_crops, frame_faces
 from ipvgkit.weights import ModelFile, locate
 
 DLIB_SAME_PERSON = 0.6  # dlib's own threshold on the Euclidean distance of two descriptors
@@ -267,17 +267,7 @@ class _CropModelMetric(_FaceMetric):
         return self.run_model(crops)
 
     def frame_rows(self, sample: VideoSample, indices: list[int], faces: list[Face]) -> np.ndarray:
-        cache = sample.cache
-        todo = [
-            (i, f)
-            for i, f in zip(indices, faces, strict=True)
-            if ("crop224", self.backend.name, i) not in cache
-        ]
-        if todo:
-            frames = sample.frames([i for i, _ in todo])
-            for (i, f), frame in zip(todo, frames, strict=True):
-                cache[("crop224", self.backend.name, i)] = unpadded_crop(frame, f, CROP_SIZE)
-        return self.run_model([cache[("crop224", self.backend.name, i)] for i in indices])
+        return self.run_model(frame_crops(sample, self.backend, indices, faces, CROP_SIZE))
 
 
 @register

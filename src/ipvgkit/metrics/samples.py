@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ipvgkit.faces.base import Face, FaceBackend, detect_largest
+import numpy as np
+
+from ipvgkit.faces.base import Face, FaceBackend, detect_largest, unpadded_crop
 
 
 def frame_faces(sample: Any, backend: FaceBackend, indices: Sequence[int]) -> dict[int, Face | None]:
@@ -39,3 +41,18 @@ def first_ref_face(sample: Any, backend: FaceBackend) -> tuple[int, Face] | None
         if face is not None:
             return i, face
     return None
+
+
+def frame_crops(
+    sample: Any, backend: FaceBackend, indices: Sequence[int], faces: Sequence[Face], size: int
+) -> list[np.ndarray]:
+    """The ``size`` aligned crop of the face of each frame in ``indices``, cut from the unpadded frame
+    (:func:`ipvgkit.faces.base.unpadded_crop`) once per frame and backend and kept in ``sample.cache``
+    under ``("crop<size>", backend.name, frame_idx)``, so every metric reading that crop shares it."""
+    kind = f"crop{size}"
+    cache = sample.cache
+    todo = [(i, f) for i, f in zip(indices, faces, strict=True) if (kind, backend.name, i) not in cache]
+    if todo:
+        for (i, f), frame in zip(todo, sample.frames([i for i, _ in todo]), strict=True):
+            cache[(kind, backend.name, i)] = unpadded_crop(frame, f, size)
+    return [cache[(kind, backend.name, i)] for i in indices]

@@ -69,9 +69,9 @@ def load_inception(path: Path | str, device: str = "cpu"):
     try:
         model = torchvision_feature_net(sd)
     except RuntimeError as e:
-        raise InputError(
-            f"{path}: does not fit torchvision's InceptionV3 ({str(e).splitlines()[1:2]})"
-        ) from None
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        detail = lines[1] if len(lines) > 1 else (lines[0] if lines else type(e).__name__)
+        raise InputError(f"{path}: does not fit torchvision's InceptionV3 ({detail[:200]})") from None
     return model.to(device)
 
 

@@ -227,8 +227,7 @@ def main() -> None:
         models = make_models_dir(root / f"ckpts-{args.stand_in}", size=args.stand_in)
         args.width = args.height = 320
     # warm-up (model loading, first-call costs) outside the timings
-    if not args.serial_only:
-        one_pass(ts, sub, root / "warm", names, preset, models, workers=1)
+    one_pass(ts, sub, root / "warm", names, preset, models, workers=1)
     # the runs alternate and each configuration keeps its fastest repeat (the CPU is shared and noisy)
     t_serial = t_fast = t_slow = t_procs = float("inf")
     for _ in range(max(1, args.repeat)):

@@ -53,7 +53,7 @@ def test_consisid_preset_flags_and_counts_faceless_videos(tmp_path):
         assert blank["metrics"][name] == 0.0 and "quirk" in blank["extra"][name]
         assert rows["id001/prompt1.mp4"]["metrics"][name] > 0
     summary = report.summary
-    assert summary["videos"]["no_face"] == 1
+    assert summary["videos_no_face"] == 1
     assert len(summary["warnings"]) == 1 and "id001/prompt2.mp4" in summary["warnings"][0]
     clip = summary["metrics"]["clipscore"]
     assert clip["image_processor"] == "CLIPImageProcessorPil"

@@ -365,12 +365,12 @@ def summarise(
             "cases": len(rows),
             "scored": sum(1 for r in rows if any(v is not None for v in r["metrics"].values())),
             "missing": len(missing),
-            "no_face": sum(1 for r in rows if r.get("no_face")),
             "with_failures": sum(
                 1 for r in rows if any(k not in (r.get("not_applicable") or {}) for k in r["errors"])
             ),
         },
         "case_errors": case_errors,
+        "videos_no_face": sum(1 for r in rows if r.get("no_face")),
         "warnings": (
             [
                 f"{len(quirk)} video(s) with no face in any sampled frame scored 0.0 on every face metric, "

@@ -7,8 +7,9 @@ Search order for a file (never a download; ``ipvg models fetch`` downloads on re
 
 1. the models directory: the ``models_dir`` argument, else ``ipvgkit.paths.models_dir()``
    (``$IPVG_MODELS``, else ``~/.cache/ipvg/models``), at ``<models_dir>/<relpath>``, then at each of
-   ``alt_relpaths`` there (other layouts of a models dir: ConsisID's checkpoint folder, e.g.
-   ``face_encoder/glint360k_curricular_face_r101_backbone.bin``, ``data_process/clip-vit-base-patch32``);
+   ``alt_relpaths`` there (other names the same file is published under, other layouts of a models
+   dir: ConsisID's checkpoint folder, e.g. ``face_encoder/glint360k_curricular_face_r101_backbone.bin``,
+   ``data_process/clip-vit-base-patch32``);
 2. extra local folders a ModelFile names in ``extra_paths`` (e.g. ``~/.insightface/models/buffalo_l``);
 3. the Hugging Face hub cache, when ``hf_repo`` is set:
    ``<hf_cache>/models--{org}--{name}/snapshots/*/{hf_path}`` (``hf_path == ""``: the snapshot itself).
@@ -36,7 +37,9 @@ class ModelFile:
     description: str = ""
     used_by: tuple[str, ...] = ()  # metric/backend names
     extra_paths: tuple[str, ...] = ()  # other local places (``~`` expanded), searched after the models dir
-    alt_relpaths: tuple[str, ...] = ()  # other places inside a models dir (ConsisID's checkpoint layout)
+    # other names or places of the same file inside the models dir, searched right after ``relpath``
+    # (OpenS2V's ``aesthetic-model.pth`` for LAION's aesthetic MLP; ConsisID's checkpoint layout)
+    alt_relpaths: tuple[str, ...] = ()
     hf_patterns: tuple[str, ...] = ()  # for a folder: the files of it to fetch (glob patterns; () = all)
 
     @property

@@ -336,7 +336,7 @@ def test_one_crop_per_frame_shared_by_cur_and_inception(models, data):
 
 def test_no_face_quirk_under_consisid(models, data, tmp_path):
     from ipvgkit.metrics.face import NO_FACE_QUIRK
-    from ipvgkit.metrics.weights import PRESET_OPTIONS
+    from ipvgkit.metrics.presets import PRESET_OPTIONS
 
     black = encode_video(np.zeros((6, 320, 320, 3), np.uint8), tmp_path / "black.mp4", fps=8)
     opts = PRESET_OPTIONS["consisid"]

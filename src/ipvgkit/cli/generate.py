@@ -20,6 +20,8 @@ from ipvgkit.cli.options import (
     SetOpt,
     TimelineUnitsOpt,
 )
+from ipvgkit.models.caches import Cache
+from ipvgkit.models.prompts import TextEncoderPlacement
 
 EPILOG = """Examples:
 
@@ -62,11 +64,6 @@ class Offload(StrEnum):
     sequential = "sequential"
 
 
-class Cache(StrEnum):
-    none = "none"
-    first_block = "first-block"
-
-
 def _opt(*names: str, help: str):  # noqa: A002 - mirrors typer's keyword
     return typer.Option(*names, help=help, show_default=False)
 
@@ -81,8 +78,17 @@ def generate(
         Path | None, _opt("--out", "-o", help="Output folder (the submission folder).")
     ] = None,
     model: Annotated[str | None, _opt("--model", help="Hub id, local diffusers folder or tiny-wan.")] = None,
-    lora: Annotated[list[Path] | None, _opt("--lora", help="LoRA folder or file (repeatable).")] = None,
-    lora_scale: Annotated[float | None, _opt("--lora-scale", help="LoRA strength (default 1.0).")] = None,
+    lora: Annotated[
+        list[str] | None,
+        _opt(
+            "--lora",
+            help="LoRA file/folder as PATH[:SCALE][:both|high|low] (repeatable; high/low: one Wan 2.2 expert).",
+        ),
+    ] = None,
+    lora_scale: Annotated[
+        float | None,
+        _opt("--lora-scale", help="Strength of each --lora without its own :SCALE (default 1.0)."),
+    ] = None,
     identity: Annotated[
         Identity | None, _opt("--identity", help="How the reference image conditions.")
     ] = None,
@@ -105,11 +111,24 @@ def generate(
     shard: Annotated[str | None, _opt("--shard", help="K/N: take the K-th of N shares (1-based).")] = None,
     dtype: Annotated[DType | None, _opt("--dtype", help="Model precision (default bf16).")] = None,
     offload: Annotated[Offload | None, _opt("--offload", help="CPU offload (default none).")] = None,
-    vae_tiling: Annotated[bool, _opt("--vae-tiling", help="Decode the VAE in tiles (less memory).")] = False,
+    vae_tiling: Annotated[
+        bool | None,
+        _opt("--vae-tiling/--no-vae-tiling", help="Decode the VAE in tiles (default: on at >= 720p)."),
+    ] = None,
     compile_model: Annotated[bool, _opt("--compile", help="torch.compile the transformer.")] = False,
     cache: Annotated[
         Cache | None,
-        _opt("--cache", help="Diffusers First Block Cache hook (default none; see docs/models.md)."),
+        _opt("--cache", help="A diffusers cache hook (default none; see docs/models.md)."),
+    ] = None,
+    # --- real-run options (docs/models.md): scheduler shift, LoRA fusing, text encoder placement
+    flow_shift: Annotated[
+        float | None,
+        _opt("--flow-shift", help="Scheduler shift (default Wan 2.1: 3.0 below 720p, 5.0 at 720p)."),
+    ] = None,
+    lora_fuse: Annotated[bool, _opt("--lora-fuse", help="Fuse the LoRAs into the weights (faster).")] = False,
+    text_encoder: Annotated[
+        TextEncoderPlacement | None,
+        _opt("--text-encoder", help="Where T5 runs: device (default), cpu, or offload (GPU only to encode)."),
     ] = None,
     device: DeviceOpt = None,
     models_dir: ModelsDirOpt = None,
@@ -128,14 +147,17 @@ def generate(
 
     model_cli = {
         "model": model,
-        "lora": [str(p) for p in lora] if lora else None,
+        "lora": list(lora) if lora else None,
         "lora_scale": lora_scale,
         "identity": val(identity),
         "dtype": val(dtype),
         "offload": val(offload),
-        "vae_tiling": True if vae_tiling else None,
+        "vae_tiling": vae_tiling,
         "compile": True if compile_model else None,
         "cache": val(cache),
+        "flow_shift": flow_shift,
+        "lora_fuse": True if lora_fuse else None,
+        "text_encoder": val(text_encoder),
         "device": device,
         "models_dir": str(models_dir) if models_dir else None,
     }
@@ -211,6 +233,19 @@ def _print_summary(report) -> None:
     out.print(table)
     extra = f", weights loaded in {report.load_seconds:.1f} s" if report.load_seconds is not None else ""
     out.print(f"{report.seconds:.1f} s in all{extra}; log: {report.log_path}", highlight=False)
+    _print_defaults(report)
+
+
+def _print_defaults(report) -> None:
+    """Say the settings the backend chose by default (flow shift, VAE tiling, negative prompt)."""
+    from rich.markup import escape
+
+    from ipvgkit.cli.ui import out
+    from ipvgkit.models.wan import defaults_said
+
+    first = next((r for r in report.results if r.status == "ok" and r.backend), None)
+    for line in defaults_said(first.backend if first else None):
+        out.print(f"default: {escape(line)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ipvgkit.devices import resolve_device
 from ipvgkit.metrics.base import Metric, MetricContext, MetricResult, VideoSample
 from ipvgkit.metrics.registry import register
 from ipvgkit.weights import ModelFile, locate, register_file
@@ -50,8 +51,10 @@ AESTHETIC_MLP = register_file(
         relpath="sac+logos+ava1-l14-linearMSE.pth",
         source=(
             "https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/"
-            "sac+logos+ava1-l14-linearMSE.pth (save it in the models dir)"
+            "sac+logos+ava1-l14-linearMSE.pth (save it in the models dir; OpenS2V-Eval's copy "
+            "BestWishYsh/OpenS2V-Weight aesthetic-model.pth is accepted under that name too)"
         ),
+        alt_relpaths=("aesthetic-model.pth",),
         hf_repo="camenduru/improved-aesthetic-predictor",
         hf_path="sac+logos+ava1-l14-linearMSE.pth",
         description="LAION improved aesthetic predictor MLP 768-1024-128-64-16-1 on CLIP ViT-L/14 embeddings",
@@ -60,15 +63,6 @@ AESTHETIC_MLP = register_file(
 )
 
 _LOADED: dict[tuple[str, str], ClipEncoder] = {}
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> cuda when available else cpu; anything else unchanged."""
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def l2n(x: np.ndarray) -> np.ndarray:

@@ -27,9 +27,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ipvgkit.devices import resolve_device
 from ipvgkit.faces import files
 from ipvgkit.faces.backends import get_backend
 from ipvgkit.faces.base import Face, unpadded_crop
+from ipvgkit.media.video import sample_indices as linspace_indices  # SPEC §4 sampling, repeats kept
 from ipvgkit.metrics.base import Metric, MetricContext, MetricResult, VideoSample
 from ipvgkit.metrics.registry import register
 from ipvgkit.metrics.samples import first_ref_face, frame_crops, frame_faces
@@ -43,19 +45,25 @@ NO_FACE_QUIRK = (
 )
 
 
-def linspace_indices(n_frames: int, n: int = 16) -> list[int]:
-    """``linspace(0, n_frames-1, n)`` cast to int (SPEC §4; repeats kept when the video is short)."""
-    if n_frames <= 0:
-        return []
-    return [int(i) for i in np.linspace(0, n_frames - 1, n).astype(int)]
+def opens2v_skip(case) -> str | None:
+    """Why OpenS2V-Eval gives this case no FaceSim value (:mod:`ipvgkit.metrics.opens2v`), or None."""
+    from ipvgkit.metrics.opens2v import HUMAN_KEYWORDS, REFERENCE_DIRS, is_human_case, reference_index
+
+    if not is_human_case(case):
+        return f"not a human case (OpenS2V-Eval scores faces only for {', '.join(HUMAN_KEYWORDS)} videos)"
+    if reference_index(case) is None:
+        return f"no reference image under {', '.join(REFERENCE_DIRS)} (OpenS2V-Eval skips the case)"
+    return None
 
 
-def _torch_device(device: str) -> str:
-    if device == "auto":
-        import torch
+def opens2v_ref_face(sample: VideoSample, backend: Any) -> tuple[int, Face] | None:
+    """(index, face) of OpenS2V-Eval's reference image of the case, or None when it has no face."""
+    from ipvgkit.faces.cache import ref_faces
+    from ipvgkit.metrics.opens2v import reference_index
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    i = reference_index(sample.case)
+    face = ref_faces(sample, backend)[i] if i is not None else None
+    return (i, face) if face is not None else None
 
 
 def cosine_clamped(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -105,10 +113,12 @@ class _FaceMetric(Metric):
         n_frames: int = 16,
         skip_zero: bool = False,
         backend: str | None = None,
+        opens2v_cases: bool = False,
         no_face_quirk: bool = False,
     ):
         self.n_frames = int(n_frames)
         self.skip_zero = bool(skip_zero)
+        self.opens2v_cases = bool(opens2v_cases)  # OpenS2V-Eval's human-only cases and reference choice
         self.no_face_quirk = bool(no_face_quirk)
         if backend is not None:
             self.backend_name = backend
@@ -118,6 +128,8 @@ class _FaceMetric(Metric):
 
     def options(self) -> dict:
         opts = {"n_frames": self.n_frames, "skip_zero": self.skip_zero, "backend": self.backend_name}
+        if self.opens2v_cases:
+            opts["opens2v_cases"] = True
         if self.no_face_quirk:
             opts["no_face_quirk"] = True
         return opts
@@ -150,9 +162,13 @@ class _FaceMetric(Metric):
 
     # -- shared loop -----------------------------------------------------------------------------
     def _ref_feature(self, sample: VideoSample) -> tuple[np.ndarray, int] | None:
-        key = ("ref_feature", self.feature_key, self.backend.name)
+        key = ("ref_feature", self.feature_key, self.backend.name, self.opens2v_cases)
         if key not in sample.cache:
-            found = first_ref_face(sample, self.backend)
+            found = (
+                opens2v_ref_face(sample, self.backend)
+                if self.opens2v_cases
+                else first_ref_face(sample, self.backend)
+            )
             if found is None:
                 sample.cache[key] = None
             else:
@@ -198,6 +214,8 @@ class _FaceMetric(Metric):
     def compute(self, sample: VideoSample) -> MetricResult:
         if self.backend is None:
             raise RuntimeError(f"{self.name}: load() was not called")
+        if self.opens2v_cases and (skip := opens2v_skip(sample.case)):
+            return MetricResult.not_applicable(skip)
         ref = self._ref_feature(sample)
         if ref is None:
             return self._no_ref(sample)
@@ -252,7 +270,7 @@ class _CropModelMetric(_FaceMetric):
     def load(self, ctx: MetricContext) -> None:
         path = locate(self.model_file, ctx.models_dir)
         super().load(ctx)
-        self.model = self.load_model(path, _torch_device(ctx.device))
+        self.model = self.load_model(path, resolve_device(ctx.device))
 
     @abstractmethod
     def load_model(self, path: Path, device: str) -> Any:

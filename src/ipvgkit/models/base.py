@@ -28,15 +28,18 @@ class ModelOptions:
     model: str = "tiny-wan"
     backend: str = "auto"  # auto | wan | wan-vace | consisid
     identity: Identity = "auto"
-    lora: list[Path] = field(default_factory=list)
+    lora: list[Path] = field(default_factory=list)  # each PATH[:SCALE][:EXPERTS] (ipvgkit.models.lora)
     lora_scale: float = 1.0
     dtype: DType = "bf16"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     offload: Offload = "none"
-    vae_tiling: bool = False
+    vae_tiling: bool | None = None  # None: on at >= 720p, off below (ipvgkit.models.sizes)
     compile: bool = False
-    cache: str = "none"  # none | first-block (diffusers First Block Cache; see ipvgkit.models.runtime)
+    cache: str = "none"  # a diffusers cache hook: ipvgkit.models.caches.Cache
     models_dir: Path | None = None
+    lora_fuse: bool = False  # merge the weighted LoRAs into the weights after loading (ipvgkit.models.lora)
+    flow_shift: float | None = None  # None: per size (Wan 2.1) or the checkpoint's (Wan 2.2); models.sizes
+    text_encoder: str = "device"  # device | cpu | offload: ipvgkit.models.prompts.TextEncoderPlacement
 
 
 @dataclass

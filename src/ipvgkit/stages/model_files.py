@@ -125,7 +125,7 @@ def list_models(cfg: ModelsConfig) -> tuple[list[FileStatus], list[str]]:
 def resolve_names(names: list[str], rows: list[FileStatus]) -> dict[str, FileStatus]:
     """The files meant by ``names``: presets (their metrics), metric/backend names (the files they use)
     or file names. An unknown name is a UsageError listing the known ones."""
-    from ipvgkit.metrics.weights import PRESETS
+    from ipvgkit.metrics.presets import PRESETS
 
     wanted: dict[str, FileStatus] = {}
     unknown = []

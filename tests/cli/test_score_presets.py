@@ -7,7 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from ipvgkit.cli.app import app
-from tests.metrics.tiny_models import make_tiny_dino
+from tests.support.tiny_models import make_tiny_dino
 from tests.stages.test_score import make_submission, make_testset
 
 

@@ -58,8 +58,8 @@ def opens2v_skip(case) -> str | None:
 
 def opens2v_ref_face(sample: VideoSample, backend: Any) -> tuple[int, Face] | None:
     """(index, face) of OpenS2V-Eval's reference image of the case, or None when it has no face."""
-    from ipvgkit.metrics.samples import ref_faces
     from ipvgkit.metrics.opens2v import reference_index
+    from ipvgkit.metrics.samples import ref_faces
 
     i = reference_index(sample.case)
     face = ref_faces(sample, backend)[i] if i is not None else None

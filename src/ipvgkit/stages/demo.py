@@ -114,6 +114,24 @@ def prepare_training_data(out: Path, cfg: DemoConfig) -> tuple[str, str]:
     return detail, str(out / "training" / "prepared" / "manifest.jsonl")
 
 
+FINETUNE_STEPS = 2
+
+
+def finetune_demo(out: Path, cfg: DemoConfig) -> tuple[str, str]:
+    """A few LoRA steps (reference-concat) of tiny-wan on the prepared demo data; a rerun resumes."""
+    from ipvgkit.stages.finetune import finetune
+    from ipvgkit.stages.finetune_config import FinetuneConfig, LoraSettings
+
+    fcfg = FinetuneConfig(
+        data=out / "training" / "prepared", out=out / "finetune", model="tiny-wan", models_dir=cfg.models_dir,
+        frames=cfg.frames, height=cfg.height, width=cfg.width, max_steps=FINETUNE_STEPS, seed=cfg.seed,
+        device="cpu", lora=LoraSettings(rank=4, alpha=4.0), resume="auto",
+    )  # fmt: skip
+    res = finetune(fcfg)
+    loss = f", last loss {res.last['loss']:.3f}" if res.last else " (already trained)"
+    return f"{res.steps} LoRA steps on the demo data{loss}", str(res.final)
+
+
 def run_demo(cfg: DemoConfig, notify: Notify | None = None) -> DemoReport:
     """Run every step; a failed step is recorded and the later steps that need it are skipped."""
     out = Path(cfg.out)
@@ -132,7 +150,11 @@ def run_demo(cfg: DemoConfig, notify: Notify | None = None) -> DemoReport:
         return f"{n} pan video(s) written over the reference photos", str(out / "reference" / "track1")
 
     _step(report, "reference submission (Track 1)", notify, reference)
-    _step(report, "prepare training data (VIP-200K format)", notify, lambda: prepare_training_data(out, cfg))
+    prepared = _step(
+        report, "prepare training data (VIP-200K format)", notify, lambda: prepare_training_data(out, cfg)
+    )
+    tuned = prepared and _step(report, "fine-tune a LoRA (tiny-wan)", notify, lambda: finetune_demo(out, cfg))
+    loras = [out / "finetune" / "final"] if tuned else []
 
     generated: dict[int, Path] = {}
     if cfg.generate:
@@ -147,7 +169,9 @@ def run_demo(cfg: DemoConfig, notify: Notify | None = None) -> DemoReport:
                     cases=sets[track],
                     out=gen_dir,
                     track=track,
-                    model_options=ModelOptions(model="tiny-wan", models_dir=cfg.models_dir, device="cpu"),
+                    model_options=ModelOptions(
+                        model="tiny-wan", models_dir=cfg.models_dir, device="cpu", lora=loras
+                    ),
                     steps=cfg.steps,
                     frames=cfg.frames,
                     height=cfg.height,

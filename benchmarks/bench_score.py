@@ -16,8 +16,14 @@ H.264 at 8 fps, in the brief's ``idNNN/promptK.mp4`` layout, each id with its ph
 Both use the same models (the ``offline`` preset: facesim_dlib, motion_amplitude, dynamic_degree;
 ``--metrics`` to change), and the per-video numbers must agree to 1e-5.
 
+``--preset consisid`` without ``--models-dir`` runs on stand-in models (``benchmarks/standin_models.py``:
+the tests' tiny ONNX detector and ArcFace, a random-weight TFace IR-101 and a random-weight
+InceptionV3 of torchvision's architecture, a tiny CLIP) in ConsisID's checkpoint layout; the videos
+are then moving bright squares on black (what the tiny detector sees as faces), 320x320.
+
     python benchmarks/bench_score.py                   # 20 videos, offline preset
     python benchmarks/bench_score.py --n 40 --frames 49 --height 480 --width 832
+    python benchmarks/bench_score.py --preset consisid --n 10 --frames 49 --repeat 1
 """
 
 from __future__ import annotations
@@ -70,6 +76,29 @@ def make_data(root: Path, n: int, frames: int, height: int, width: int, fps: flo
     return ts, sub
 
 
+def make_square_data(root: Path, n: int, frames: int, fps: float) -> tuple[Path, Path]:
+    """Like :func:`make_data` for the stand-in detector: a textured square "face" moving on black."""
+    import numpy as np
+    from PIL import Image
+    from tests.support.tiny_models import square_image
+
+    from ipvgkit.media import encode_video
+
+    ts, sub = root / "testset", root / "submission"
+    for i in range((n + 4) // 5):
+        d = ts / f"id{i + 1:03d}"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(square_image(square=32, center=(160, 152), seed=i)).save(d / "ref.png")
+        for k in range(min(5, n - 5 * i)):
+            (d / f"prompt{k + 1}.txt").write_text(f"a person on camera, take {k + 1}", encoding="utf-8")
+            clip = [
+                square_image(square=32, center=(96 + (4 * t * (k + 1)) % 128, 160), seed=(i + t) % 5)
+                for t in range(frames)
+            ]
+            encode_video(np.stack(clip), sub / d.name / f"prompt{k + 1}.mp4", fps=fps)
+    return ts, sub
+
+
 def make_metrics(names: list[str], preset: str | None):
     """Fresh metric instances (with the preset's options)."""
     from ipvgkit.stages.score import build_metrics
@@ -80,7 +109,10 @@ def make_metrics(names: list[str], preset: str | None):
 def baseline(
     ts: Path, sub: Path, names: list[str], preset: str | None, models: Path | None
 ) -> tuple[dict, float]:
-    """Each metric alone over every video, decoding the full video and detecting faces itself."""
+    """Each metric alone over every video, decoding the full video and detecting faces itself.
+
+    Face metrics run their networks one crop at a time (``batch_size=1``), as the reference scripts
+    (``eval/get_facesim_fid.py`` embeds each frame's crop on its own); the others batch as they do."""
     from ipvgkit.data.testsets import load_testset
     from ipvgkit.media import probe_video, read_video
     from ipvgkit.metrics import MetricContext, VideoSample
@@ -88,7 +120,8 @@ def baseline(
     cases = load_testset(ts).cases
     metrics = make_metrics(names, preset)
     for m in metrics:
-        m.load(MetricContext(models_dir=models, options={"workers": 1}))  # the reference scripts are serial
+        batch = 1 if m.family == "face" else 16
+        m.load(MetricContext(models_dir=models, batch_size=batch, options={"workers": 1}))  # serial
     values: dict = {}
     t0 = time.perf_counter()
     for m in metrics:
@@ -158,6 +191,13 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=0, help="scoring processes (0 = CPU count)")
     ap.add_argument("--repeat", type=int, default=2, help="alternating repeats; the fastest of each counts")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--serial-only", action="store_true", help="only the reference-style and workers=1 runs")
+    ap.add_argument(
+        "--stand-in",
+        choices=("full", "tiny"),
+        default="full",
+        help="consisid without --models-dir: real-size random IR-101/InceptionV3, or the tests' tiny ones",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -172,10 +212,20 @@ def main() -> None:
     preset = None if args.metrics else args.preset
     root = args.workdir or Path(tempfile.mkdtemp(prefix="bench_score_"))
     ts, sub = root / "testset", root / "submission"
+    stand_in = preset == "consisid" and args.models_dir is None
+    if stand_in:
+        import standin_models  # noqa: F401 - puts the repo root on sys.path for tests.support
     if not sub.is_dir():
-        make_data(root, args.n, args.frames, args.height, args.width, args.fps)
-
+        if stand_in:
+            make_square_data(root, args.n, args.frames, args.fps)
+        else:
+            make_data(root, args.n, args.frames, args.height, args.width, args.fps)
     models = args.models_dir
+    if stand_in:
+        from standin_models import make_models_dir
+
+        models = make_models_dir(root / f"ckpts-{args.stand_in}", size=args.stand_in)
+        args.width = args.height = 320
     # warm-up (model loading, first-call costs) outside the timings
     one_pass(ts, sub, root / "warm", names, preset, models, workers=1)
     # the runs alternate and each configuration keeps its fastest repeat (the CPU is shared and noisy)
@@ -183,8 +233,12 @@ def main() -> None:
     for _ in range(max(1, args.repeat)):
         slow, t = baseline(ts, sub, names, preset, models)
         t_slow = min(t_slow, t)
-        serial, t, _ = one_pass(ts, sub, root / "out1", names, preset, models, workers=1)
+        serial, t, serial_summary = one_pass(ts, sub, root / "out1", names, preset, models, workers=1)
         t_serial = min(t_serial, t)
+        if args.serial_only:  # torch-model presets run in one process anyway: the other rows add nothing
+            fast, t_fast, summary = serial, t_serial, serial_summary
+            procs, t_procs = serial, t_serial
+            continue
         fast, t, summary = one_pass(ts, sub, root / "out", names, preset, models, workers=args.workers)
         t_fast = min(t_fast, t)
         procs, t, _ = one_pass(ts, sub, root / "outp", names, preset, models, processes=args.processes)
@@ -214,8 +268,10 @@ def main() -> None:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
+        models_note = f" (stand-in models: {args.stand_in})" if stand_in else ""
         print(
             f"{args.n} videos, {args.frames} frames {args.width}x{args.height}, metrics: {', '.join(names)}"
+            + models_note
         )
         print("| run | seconds | videos/min | speedup |\n|---|---:|---:|---:|")
         rows = [
@@ -224,7 +280,7 @@ def main() -> None:
             (f"ipvg score, one pass, workers={args.workers or 'auto'}", t_fast),
             (f"ipvg score, one pass, processes={args.processes or 'auto'} (the default on CPU)", t_procs),
         ]
-        for label, t in rows:
+        for label, t in rows[:2] if args.serial_only else rows:
             print(f"| {label} | {t:.2f} | {60 * args.n / t:.1f} | {t_slow / t:.2f}x |")
         print(f"max |diff| vs reference-style {result['max_abs_diff']:.2e}; none mismatches {len(mismatch)}")
         print("one-pass seconds per metric:", result["per_metric_s_one_pass"])

@@ -3,11 +3,13 @@
 Every metric or backend module declares its files as :class:`ModelFile` objects and registers them
 with :func:`register_file` when the module is imported, so ``ipvg models`` can list them all.
 
-Search order for a file (never a download):
+Search order for a file (never a download; ``ipvg models fetch`` downloads on request):
 
 1. the models directory: the ``models_dir`` argument, else ``ipvgkit.paths.models_dir()``
    (``$IPVG_MODELS``, else ``~/.cache/ipvg/models``), at ``<models_dir>/<relpath>``, then at each of
-   ``alt_relpaths`` (other names the same file is published under);
+   ``alt_relpaths`` there (other names the same file is published under, other layouts of a models
+   dir: ConsisID's checkpoint folder, e.g. ``face_encoder/glint360k_curricular_face_r101_backbone.bin``,
+   ``data_process/clip-vit-base-patch32``);
 2. extra local folders a ModelFile names in ``extra_paths`` (e.g. ``~/.insightface/models/buffalo_l``);
 3. the Hugging Face hub cache, when ``hf_repo`` is set:
    ``<hf_cache>/models--{org}--{name}/snapshots/*/{hf_path}`` (``hf_path == ""``: the snapshot itself).
@@ -35,9 +37,21 @@ class ModelFile:
     description: str = ""
     used_by: tuple[str, ...] = ()  # metric/backend names
     extra_paths: tuple[str, ...] = ()  # other local places (``~`` expanded), searched after the models dir
-    # other names of the same file inside the models dir (e.g. OpenS2V's ``aesthetic-model.pth`` for
-    # LAION's aesthetic MLP), searched right after ``relpath``
+    # other names or places of the same file inside the models dir, searched right after ``relpath``
+    # (OpenS2V's ``aesthetic-model.pth`` for LAION's aesthetic MLP; ConsisID's checkpoint layout)
     alt_relpaths: tuple[str, ...] = ()
+    hf_patterns: tuple[str, ...] = ()  # for a folder: the files of it to fetch (glob patterns; () = all)
+
+    @property
+    def fetch_relpath(self) -> str:
+        """Where ``ipvg models fetch`` puts the file inside the models dir: the hub path for a file or
+        folder of a repo (ConsisID's layout for ConsisID's repo), else ``relpath`` (a whole repo)."""
+        return self.hf_path or self.relpath
+
+    def local_relpaths(self) -> tuple[str, ...]:
+        """Every place inside a models dir where this file is looked for, in order (for a registered hub
+        file, :attr:`fetch_relpath` is among them: tests/test_weights.py checks it)."""
+        return tuple(dict.fromkeys((self.relpath, *self.alt_relpaths)))
 
 
 REGISTRY: dict[str, ModelFile] = {}
@@ -82,7 +96,7 @@ def find(mf: ModelFile, models_dir: Path | str | None = None) -> tuple[Path | No
     """Look for ``mf``: returns (the first existing path or None, every place searched in order)."""
     searched: list[str] = []
     root = resolve_models_dir(models_dir)
-    for rel in (mf.relpath, *mf.alt_relpaths):
+    for rel in mf.local_relpaths():
         p = root / rel
         searched.append(str(p))
         if _exists(p):

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ipvgkit.cli.app import app
-from ipvgkit.stages.models import registering_modules
+from ipvgkit.stages.model_files import registering_modules
 
 runner = CliRunner()
 
@@ -72,9 +72,9 @@ def test_env_var_models_dir(env, monkeypatch):
 
 def test_registering_modules_and_cheap_import():
     mods = registering_modules()
-    assert "ipvgkit.faces.files" in mods and "ipvgkit.stages.models" not in mods
+    assert "ipvgkit.faces.files" in mods and "ipvgkit.stages.model_files" not in mods
     code = (
-        "import sys; from ipvgkit.stages.models import load_registrations; p = load_registrations(); "
+        "import sys; from ipvgkit.stages.model_files import load_registrations; p = load_registrations(); "
         "print(p, [m for m in ('torch', 'onnxruntime', 'dlib', 'insightface') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -84,3 +84,62 @@ def test_registering_modules_and_cheap_import():
 def test_help_has_examples():
     r = runner.invoke(app, ["models", "--help"])
     assert r.exit_code == 0 and "--require" in r.output and "Examples" in r.output
+
+
+def _ipvg(args: list[str], tmp_path, **env_extra) -> subprocess.CompletedProcess:
+    import os
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "IPVG_"))}
+    src = str(Path(__file__).parents[2] / "src")
+    env.update(HF_HUB_CACHE=str(tmp_path / "hf"), HOME=str(tmp_path / "home"), COLUMNS="80", PYTHONPATH=src)
+    env.update(env_extra)
+    return subprocess.run([sys.executable, "-m", "ipvgkit", *args], env=env, capture_output=True, text=True)
+
+
+def test_compact_table_fits_80_columns_without_broken_words(env, tmp_path):
+    from ipvgkit.stages.model_files import ModelsConfig, list_models
+
+    r = _ipvg(["models", "--models-dir", str(env)], tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    paths = {str(env), str(tmp_path / "hf")}  # a folder's path is printed alone on its line
+    assert max(len(ln) for ln in lines if ln.strip() not in paths) <= 80, r.stdout
+    rows, _ = list_models(ModelsConfig(models_dir=env))
+    words = {w for ln in lines for w in ln.replace(",", " ").split()}
+    for row in rows:  # every name and user is printed whole (folded between words, never inside one)
+        assert row.name in words
+        assert set(row.used_by) <= words, (row.name, row.used_by)
+    assert "ipvg models --wide" in r.stdout
+
+
+def test_wide_table_has_paths_and_sources(env, tmp_path):
+    r = _ipvg(["models", "--models-dir", str(env), "--wide"], tmp_path, COLUMNS="250")
+    assert r.returncode == 0, r.stderr
+    assert "get it from" in r.stdout and "BestWishYsh/ConsisID-preview" in r.stdout
+    assert "path / where looked" in r.stdout and "insightface/buffalo_l" in r.stdout.replace("\n", "")
+
+
+def test_require_takes_a_preset(env):
+    bad = runner.invoke(app, ["models", "--models-dir", str(env), "--require", "consisid"])
+    assert bad.exit_code == 1 and "curricularface-ir101" in bad.stderr and "clip-vit-b-32" in bad.stderr
+
+
+def test_export_inception_without_torchvision_is_one_line(tmp_path):
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # noqa: BLE001 - any import failure is the case under test
+        pass
+    else:
+        pytest.skip("torchvision imports here (the export needs its ImageNet weights download)")
+    r = _ipvg(["models", "export-inception", "--models-dir", str(tmp_path / "m")], tmp_path)
+    assert r.returncode == 1
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "torchvision" in lines[0] and "Traceback" not in r.stderr
+    assert not (tmp_path / "m" / "inception").exists()
+
+
+def test_models_subcommands_have_help():
+    for sub in ("fetch", "export-inception"):
+        r = runner.invoke(app, ["models", sub, "--help"])
+        assert r.exit_code == 0 and "Examples" in r.output

@@ -7,8 +7,8 @@ import json
 from typer.testing import CliRunner
 
 from ipvgkit.cli.app import app
-from tests.metrics.tiny_models import make_tiny_dino
 from tests.stages.test_score import make_submission, make_testset
+from tests.support.tiny_models import make_tiny_dino
 
 
 def test_vbench_prints_flow_weights_and_partial_total(tmp_path, tom_hanks):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faces.tiny_models import make_pack
+from tests.support.tiny_models import make_pack
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,9 @@ import torch
 from ipvgkit.data.cases import Case
 from ipvgkit.media import encode_video, probe_video, read_video
 from ipvgkit.metrics import MetricContext, VideoSample, get_metric
-from ipvgkit.metrics.clip import _image_processor_class, clipscore_indices
+from ipvgkit.metrics.clip import clipscore_indices
 from tests.conftest import moving_frames
-from tests.metrics.tiny_models import make_tiny_aesthetic, make_tiny_clip
+from tests.support.tiny_models import make_tiny_aesthetic, make_tiny_clip
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -42,10 +42,10 @@ def _sample(path: Path, prompt: str, metric) -> VideoSample:
 
 def _ref_embeddings(folder: Path, frames: np.ndarray, texts: list[str] | None = None):
     """Image (and text) embeddings straight from the model's towers, normalised in numpy."""
-    from transformers import CLIPModel, CLIPTokenizer
+    from transformers import CLIPImageProcessorPil, CLIPModel, CLIPTokenizer
 
     model = CLIPModel.from_pretrained(str(folder)).eval()
-    proc = _image_processor_class().from_pretrained(str(folder))
+    proc = CLIPImageProcessorPil.from_pretrained(str(folder))
     with torch.no_grad():
         pix = proc(images=list(frames), return_tensors="pt")["pixel_values"]
         img = model.visual_projection(model.vision_model(pixel_values=pix).pooler_output).numpy()
@@ -65,6 +65,18 @@ def test_clipscore_sampling_is_int_i_n_over_16():
     assert clipscore_indices(4) == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3]
 
 
+def _reference_clipscore(folder: Path, frames: np.ndarray, prompt: str) -> float:
+    """ConsisID eval/get_clipscore.py: CLIPProcessor(text, images, padding, truncation) -> model(**inputs)
+    -> logits_per_image.mean() (the model's own logit scale)."""
+    from transformers import CLIPModel, CLIPProcessor
+
+    model = CLIPModel.from_pretrained(str(folder)).eval()
+    processor = CLIPProcessor.from_pretrained(str(folder))
+    inputs = processor(text=prompt, images=list(frames), return_tensors="pt", padding=True, truncation=True)
+    with torch.no_grad():
+        return float(model(**inputs).logits_per_image.mean())
+
+
 @pytest.mark.parametrize("bgr", [False, True])
 def test_clipscore_matches_reference(models, video, bgr):
     prompt = "a cat walks along a road"
@@ -74,10 +86,30 @@ def test_clipscore_matches_reference(models, video, bgr):
     frames = read_video(video)[[int(i * 20 / 16) for i in range(16)]]
     if bgr:
         frames = frames[..., ::-1]
-    img, txt = _ref_embeddings(models / "clip-vit-base-patch32", frames, [prompt])
-    expected = float(np.mean(100.0 * img @ txt[0]))
-    assert r.value == pytest.approx(expected, abs=1e-4)
+    folder = models / "clip-vit-base-patch32"
+    img, txt = _ref_embeddings(folder, frames, [prompt])
+    scale = float(np.exp(2.6592))  # the tiny model's logit scale: not the released weights' 100
+    assert r.value == pytest.approx(float(np.mean(scale * img @ txt[0])), abs=1e-4)
+    assert r.value == pytest.approx(_reference_clipscore(folder, frames, prompt), abs=1e-4)
     assert r.extra["frames_scored"] == 16
+    assert r.extra["logit_scale"] == pytest.approx(scale, rel=1e-5)
+    assert (
+        r.extra["image_processor"] == "CLIPImageProcessorPil"
+    )  # what transformers picks without torchvision
+
+
+def test_clipscore_uses_the_models_own_logit_scale(tmp_path, video):
+    frames = read_video(video)[[int(i * 20 / 16) for i in range(16)]]
+    values = {}
+    for name, log_scale in (("hundred", float(np.log(100.0))), ("other", 3.0)):
+        make_tiny_clip(tmp_path / name / "clip-vit-base-patch32", seed=0, logit_scale=log_scale)
+        m = get_metric("clipscore")
+        m.load(MetricContext(models_dir=tmp_path / name))
+        values[name] = m.compute(_sample(video, "a red car", m)).value
+        ref = _reference_clipscore(tmp_path / name / "clip-vit-base-patch32", frames, "a red car")
+        assert values[name] == pytest.approx(ref, abs=1e-4)
+    # same weights, only the scale differs: the ratio of the scores is the ratio of the scales
+    assert values["other"] / values["hundred"] == pytest.approx(np.exp(3.0) / 100.0, rel=1e-4)
 
 
 def test_clipscore_bgr_quirk_changes_the_number(models, video):

@@ -12,7 +12,7 @@ from ipvgkit.data.cases import Case
 from ipvgkit.media import encode_video, probe_video, read_video
 from ipvgkit.metrics import MetricContext, VideoSample, get_metric
 from tests.conftest import moving_frames
-from tests.metrics.tiny_models import make_tiny_dino
+from tests.support.tiny_models import make_tiny_dino
 
 
 @pytest.fixture(scope="module")

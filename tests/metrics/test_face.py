@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-import torch.nn.functional as F
 from insightface.model_zoo import model_zoo
 from insightface.utils import face_align
 from PIL import Image
@@ -19,7 +19,7 @@ from ipvgkit.errors import MissingWeightsError
 from ipvgkit.media import encode_video, probe_video, read_frames
 from ipvgkit.metrics import MetricContext, VideoSample, get_metric
 from ipvgkit.metrics.face import dlib_similarity, fid_from_features, frechet_distance, linspace_indices
-from tests.faces.tiny_models import make_pack, save_tiny_inception, square_image, tiny_ir
+from tests.support.tiny_models import make_pack, save_tiny_inception, square_image, tiny_ir
 
 N_FRAMES = 12
 
@@ -52,7 +52,12 @@ def data(tmp_path_factory) -> dict:
         Image.fromarray(square_image(square=32, center=(160, 152), seed=seed)).save(refs[name])
     refs["black"] = d / "black.png"
     Image.fromarray(np.zeros((200, 200, 3), np.uint8)).save(refs["black"])
-    return {"video": video, "video2": video2, **refs}
+    # faces found only on the padded retry, near the corner: their aligned crops reach outside the frame
+    corner = [
+        square_image(square=46, center=(24 + 8 * (k % 2), 24 + 8 * (k % 3)), seed=k % 4) for k in range(8)
+    ]
+    video_corner = encode_video(np.stack(corner), d / "corner.mp4", fps=8, crf=10)
+    return {"video": video, "video2": video2, "corner": video_corner, **refs}
 
 
 def _sample(video: Path, ref: Path, metrics=()) -> VideoSample:
@@ -69,7 +74,8 @@ def _loaded(name: str, models: Path, **kw):
 
 
 class Reference:
-    """The independent pipeline: insightface's SCRFD on BGR, its norm_crop, models run directly."""
+    """The independent pipeline, step by step as ConsisID's eval/get_facesim_fid.py (written here with
+    insightface's SCRFD and norm_crop, OpenCV, PIL, onnxruntime and torch; none of ipvgkit's code)."""
 
     def __init__(self, models: Path):
         pack = models / "insightface" / "buffalo_l"
@@ -82,48 +88,70 @@ class Reference:
         self.cur_net.eval()
         self.inc = torch.jit.load(str(models / "inception" / "inception_v3_fid.pt"))
 
-    def kps(self, rgb: np.ndarray):
-        boxes, kpss = self.det.detect(rgb[..., ::-1].copy())
+    def _largest(self, bgr):
+        boxes, kpss = self.det.detect(bgr, input_size=(320, 320))
         if len(boxes) == 0:
             return None
-        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        return kpss[int(np.argmax(area))]
+        order = sorted(
+            range(len(boxes)), key=lambda i: (boxes[i, 2] - boxes[i, 0]) * (boxes[i, 3] - boxes[i, 1])
+        )
+        return kpss[order[-1]]
 
-    def arc(self, rgb, kps):
-        crop = face_align.norm_crop(rgb[..., ::-1].copy(), kps, image_size=112)
+    def _arc(self, bgr, kps):
+        crop = face_align.norm_crop(bgr, kps, image_size=112)
         blob = ((crop[..., ::-1].astype(np.float32) - 127.5) / 127.5).transpose(2, 0, 1)[None]
         e = self.rec.run(None, {"input.1": blob})[0][0]
         return e / np.linalg.norm(e)
 
-    def crop224_rgb(self, rgb, kps):
-        return face_align.norm_crop(rgb[..., ::-1].copy(), kps, image_size=224)[..., ::-1].copy()
+    def process(self, rgb: np.ndarray, gray_crop: bool = False):
+        """(224 RGB crop, ArcFace embedding) or None; ``gray_crop``: cut the crop from the padded canvas
+        instead (NOT the rule: used to show that the rule changes the number)."""
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        kps = self._largest(bgr)
+        src = bgr
+        if kps is not None:
+            arc = self._arc(bgr, kps)
+        else:
+            h, w = bgr.shape[:2]
+            top, left = int(h * 0.25), int(w * 0.25)
+            padded = cv2.copyMakeBorder(bgr, top, top, left, left, cv2.BORDER_CONSTANT, value=(128, 128, 128))
+            kps_pad = self._largest(padded)
+            if kps_pad is None:
+                return None
+            arc = self._arc(padded, kps_pad)
+            kps = kps_pad - np.array([left, top], np.float32)
+            if gray_crop:
+                src, kps = padded, kps_pad
+        crop = cv2.cvtColor(face_align.norm_crop(src, kps, image_size=224), cv2.COLOR_BGR2RGB)
+        return crop, arc
 
-    def curf(self, rgb, kps):
-        x = torch.from_numpy(self.crop224_rgb(rgb, kps)).permute(2, 0, 1)[None].float()
-        x = F.interpolate(x, size=(112, 112), mode="bilinear", align_corners=False)
+    def arc(self, crop, arc):
+        return arc
+
+    def curf(self, crop, arc):
+        x = np.transpose(cv2.resize(crop, (112, 112)), (2, 0, 1))
+        x = torch.from_numpy(np.ascontiguousarray(x))[None].float().div(255).sub(0.5).div(0.5)
         with torch.no_grad():
-            e = self.cur_net((x / 255 - 0.5) / 0.5)[0].numpy()
+            e = self.cur_net(x)[0].numpy()
         return e / np.linalg.norm(e)
 
-    def incf(self, rgb, kps):
-        x = torch.from_numpy(self.crop224_rgb(rgb, kps)).permute(2, 0, 1)[None].float() / 255
-        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+    def incf(self, crop, arc):
+        im = Image.fromarray(crop).resize((299, 299), Image.BILINEAR)
+        x = torch.from_numpy((np.asarray(im, np.float32) / 255.0).transpose(2, 0, 1).copy())[None]
         with torch.no_grad():
             return self.inc(x)[0].double().numpy()
 
-    def per_frame(self, video: Path, ref: Path, fn):
-        ref_rgb = np.asarray(Image.open(ref).convert("RGB"))
-        r = fn(ref_rgb, self.kps(ref_rgb))
+    def per_frame(self, video: Path, ref: Path, fn, gray_crop: bool = False):
+        r = fn(*self.process(np.asarray(Image.open(ref).convert("RGB"))))
         n = probe_video(video).n_frames
-        idx = [int(i) for i in np.linspace(0, n - 1, 16).astype(int)]
-        frames = read_frames(video, idx)
+        idx = np.linspace(0, n - 1, 16, dtype=int)
         vals, no_face = [], 0
-        for f in frames:
-            k = self.kps(f)
-            if k is None:
+        for f in read_frames(video, [int(i) for i in idx]):
+            got = self.process(f, gray_crop=gray_crop)
+            if got is None:
                 no_face += 1
             else:
-                vals.append(fn(f, k))
+                vals.append(fn(*got))
         return r, vals, no_face
 
 
@@ -266,3 +294,59 @@ def test_facesim_dlib_same_person_scores_higher(astronaut, tom_hanks, tmp_path):
     assert same.extra["frames_scored"] == 16 and same.extra["frames_no_face"] == 0
     assert same.value > 0.75 and other.value < 0.5
     assert same.value > other.value + 0.3
+
+
+@pytest.mark.parametrize("name", ["facesim_arc", "facesim_cur", "face_feat_dist"])
+def test_faces_found_only_after_padding(models, data, reference, name):
+    """SPEC §4 pad retry: 0.25 per side, keypoints shifted back, ArcFace from the padded pass, the 224
+    crop from the unpadded frame (black outside it); each metric against the reference flow."""
+    fn = {"facesim_arc": reference.arc, "facesim_cur": reference.curf, "face_feat_dist": reference.incf}[name]
+    m = _loaded(name, models)
+    sample = _sample(data["corner"], data["ref_a"], [m])
+    res = m.compute(sample)
+    frame0 = read_frames(data["corner"], [0])[0]
+    backend = m.backend
+    assert backend.detect(frame0) == [] and sample.cache[("faces", backend.name, 0)] is not None
+    r, vals, no_face = reference.per_frame(data["corner"], data["ref_a"], fn)
+    assert no_face == 0 and len(vals) == 16
+
+    def agg(r, vals):
+        if name == "face_feat_dist":
+            return float(np.mean([np.sum((v - r) ** 2) for v in vals]))
+        return float(np.mean([max(0.0, float(v @ r)) for v in vals]))
+
+    expected = agg(r, vals)
+    assert res.value == pytest.approx(expected, rel=1e-5, abs=1e-5)
+    assert res.extra["frames_scored"] == 16
+    if name != "facesim_arc":  # the crop rule changes the number: a gray-canvas crop gives another value
+        _, gray_vals, _ = reference.per_frame(data["corner"], data["ref_a"], fn, gray_crop=True)
+        assert abs(agg(r, gray_vals) - expected) > 1e-4
+
+
+def test_one_crop_per_frame_shared_by_cur_and_inception(models, data):
+    cur = _loaded("facesim_cur", models)
+    dist = _loaded("face_feat_dist", models)
+    sample = _sample(data["corner"], data["ref_a"], [cur, dist])
+    cur.compute(sample)
+    crops = {k: v for k, v in sample.cache.items() if k[0] == "crop224"}
+    assert len(crops) == len(set(cur.frame_indices(sample.n_frames)))
+    dist.compute(sample)
+    assert all(sample.cache[k] is v for k, v in crops.items())  # reused, not cut again
+
+
+def test_no_face_quirk_under_consisid(models, data, tmp_path):
+    from ipvgkit.metrics.face import NO_FACE_QUIRK
+    from ipvgkit.metrics.presets import PRESET_OPTIONS
+
+    black = encode_video(np.zeros((6, 320, 320, 3), np.uint8), tmp_path / "black.mp4", fps=8)
+    opts = PRESET_OPTIONS["consisid"]
+    assert set(opts) == {"facesim_cur", "facesim_arc", "face_feat_dist"}
+    for name in ("facesim_cur", "facesim_arc", "face_feat_dist"):
+        m = _loaded(name, models, **opts[name])
+        res = m.compute(_sample(black, data["ref_a"], [m]))
+        assert res.value == 0.0 and res.error is None
+        assert res.extra["no_face"] is True and res.extra["quirk"] == NO_FACE_QUIRK
+        assert m.options()["no_face_quirk"] is True
+    plain = _loaded("face_feat_dist", models)
+    res = plain.compute(_sample(black, data["ref_a"], [plain]))
+    assert res.value is None and res.extra["no_face"] is True and "quirk" not in res.extra

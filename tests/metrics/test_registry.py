@@ -119,7 +119,7 @@ def test_aesthetic_accepts_the_opens2v_file_name(tmp_path):
     from ipvgkit.metrics.clip import AESTHETIC_MLP
     from ipvgkit.stages.score import check_weights
     from ipvgkit.weights import find
-    from tests.metrics.tiny_models import make_tiny_aesthetic, make_tiny_clip
+    from tests.support.tiny_models import make_tiny_aesthetic, make_tiny_clip
 
     make_tiny_clip(tmp_path / "clip-vit-large-patch14", seed=1)
     make_tiny_aesthetic(tmp_path / "aesthetic-model.pth")

@@ -17,7 +17,7 @@ from ipvgkit.data.cases import Case, Event
 from ipvgkit.media import encode_video, probe_video
 from ipvgkit.metrics import MetricContext, VideoSample, get_metric
 from ipvgkit.metrics.timeline import alignment_from_sims, event_windows
-from tests.metrics.tiny_models import make_tiny_clip
+from tests.support.tiny_models import make_tiny_clip
 
 COLOURS = {"red": (230, 20, 20), "green": (20, 230, 20), "blue": (20, 20, 230)}
 

@@ -198,12 +198,12 @@ def test_hub_id_with_unreachable_hub_is_a_clear_error(tmp_path):
 
 
 def test_consisid_face_inputs_run_up_to_eva_clip(monkeypatch, tmp_path):
-    """Real face path on a tiny insightface pack (tests.faces.tiny_models): no face → InputError; a face
+    """Real face path on a tiny insightface pack (tests.support.tiny_models): no face → InputError; a face
     is detected and embedded, then EVA02-CLIP needs the consisid_eva_clip package (not installed here)."""
     from PIL import Image
 
     from ipvgkit.errors import MissingDependencyError
-    from tests.faces.tiny_models import make_pack, square_image
+    from tests.support.tiny_models import make_pack, square_image
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     folder = _consisid_folder(tmp_path)

@@ -261,7 +261,7 @@ def test_run_level_finalize_hook(tmp_path, setup):
 @pytest.mark.slow
 def test_model_metrics_on_a_track2_testset(tmp_path, tom_hanks):
     """clipscore, timeline_alignment and the vbench preset's DINO metric with tiny models, format C input."""
-    from tests.metrics.tiny_models import make_tiny_clip, make_tiny_dino
+    from tests.support.tiny_models import make_tiny_clip, make_tiny_dino
 
     models = tmp_path / "models"
     make_tiny_clip(models / "clip-vit-base-patch32")

@@ -108,7 +108,15 @@ def _run_score(cfg, json_out: bool, quiet: bool) -> None:
                     "problems": report.problems()})  # fmt: skip
     else:
         print_score_table(report)
+    _print_warnings(report.summary)
     _raise_if_problems(report.problems(), report.missing)
+
+
+def _print_warnings(summary: dict) -> None:
+    from ipvgkit.cli.ui import err
+
+    for w in summary.get("warnings", []):
+        err.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
 
 
 def _raise_if_problems(problems: list[str], missing: list[str]) -> None:

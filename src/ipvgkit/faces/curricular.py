@@ -1,14 +1,24 @@
 """CurricularFace IR-101 face recogniser (the FaceSim-Cur model of ConsisID's eval).
 
-Loads either a TorchScript file or a state dict of the IR backbone (``input_layer`` / ``body.N.res_layer``
-/ ``output_layer``, as in CurricularFace's and face.evoLVe's ``model_irse.py``). For a state dict the
-architecture is read from the tensors: the number of units per stage, the widths and whether the last
-BatchNorm1d is affine, so IR-50/100/101/152 and small test networks all load. Input: (N, 3, 112, 112)
-RGB scaled ``(x/255 - 0.5)/0.5``; output: (N, 512).
+The file ConsisID ships (``face_encoder/glint360k_curricular_face_r101_backbone.bin``) is a plain state
+dict of TFace's IR-101 (``torchkit/backbone/model_irse.py``, ``Backbone((112, 112), 100, "ir")``):
 
-The FaceSim-Cur preprocessing (SPEC §4) is :meth:`CurricularFace.embed_crops`: 224 aligned RGB crops,
-bilinear resize to 112 (``torch.nn.functional.interpolate``, ``align_corners=False``), normalise, embed,
-L2-normalise.
+- ``input_layer``: Conv 3->64 3x3, BatchNorm2d, PReLU;
+- ``body``: 49 ``BasicBlockIR`` units in four stages of (3, 13, 30, 3) units, widths 64, 128, 256, 512;
+  the first unit of each stage has stride 2 (the very first one too, with a ``MaxPool2d(1, 2)``
+  shortcut since its width does not change; a width change gets a 1x1 conv + BatchNorm shortcut).
+  A unit's ``res_layer`` is BatchNorm2d, Conv 3x3, **BatchNorm2d, PReLU**, Conv 3x3 (stride), BatchNorm2d
+  (indices 0-5);
+- ``output_layer``: BatchNorm2d(512), Dropout, Flatten, Linear(512*7*7, 512), BatchNorm1d(512, affine=False).
+
+The older face.evoLVe/CurricularFace ``model_irse`` variant (``res_layer`` without the BatchNorm before
+the PReLU, indices 0-4) loads too. Units per stage and widths are read from the file's keys, the
+network is built, and the file is loaded with ``strict=True``: a file that does not fit is a one-line
+:class:`InputError` naming the file and the first mismatched key. Files are read with
+``torch.load(weights_only=True)`` (never unpickled code); a TorchScript export loads as well.
+
+FaceSim-Cur preprocessing (SPEC §4) is :meth:`CurricularFace.embed_crops`: the 224 aligned RGB uint8 crop,
+``cv2.resize`` to 112 (bilinear, uint8 result), ``x/255``, ``(x-0.5)/0.5``, NCHW contiguous.
 """
 
 from __future__ import annotations
@@ -19,6 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from ipvgkit.errors import InputError
+
+IR101_UNITS = (3, 13, 30, 3)
+IR_WIDTHS = (64, 128, 256, 512)
+EMBEDDING = 512
 
 
 def _strip_prefix(sd: dict) -> dict:
@@ -31,24 +45,55 @@ def _strip_prefix(sd: dict) -> dict:
     return sd
 
 
-def build_ir_backbone(sd: dict):
-    """An IR backbone (torch ``nn.Module``) whose shape matches the state dict ``sd`` (weights not loaded)."""
-    import torch
+def _layout(sd: dict) -> tuple[list[tuple[int, int, int]], bool, int, int, bool] | None:
+    """(units as (in, depth, stride), TFace variant?, embedding size, stem width, affine last BatchNorm?)
+    read from ``sd``'s keys; None when they do not describe an IR network."""
+    units_idx = sorted({int(m.group(1)) for k in sd if (m := re.match(r"body\.(\d+)\.res_layer\.", k))})
+    if not units_idx or "input_layer.0.weight" not in sd or "output_layer.3.weight" not in sd:
+        return None
+    tface = f"body.{units_idx[0]}.res_layer.5.weight" in sd
+    units, prev = [], None
+    for i in units_idx:
+        w = sd.get(f"body.{i}.res_layer.1.weight")
+        if w is None or w.ndim != 4:
+            return None
+        depth, in_c = int(w.shape[0]), int(w.shape[1])
+        units.append((in_c, depth, 2 if prev is None or depth != prev else 1))
+        prev = depth
+    emb, stem = int(sd["output_layer.3.weight"].shape[0]), int(sd["input_layer.0.weight"].shape[0])
+    return units, tface, emb, stem, "output_layer.4.weight" in sd
+
+
+def build_ir(
+    units: list[tuple[int, int, int]] | None = None,
+    tface: bool = True,
+    embedding: int = EMBEDDING,
+    stem: int = 64,
+    affine: bool = False,
+):
+    """An IR backbone (``nn.Module``, random weights); default: TFace's IR-101 for 112x112 input."""
     from torch import nn
 
-    class BottleneckIR(nn.Module):
-        def __init__(self, in_c: int, depth: int, stride: int, conv_shortcut: bool):
+    if units is None:
+        units, in_c = [], stem
+        for n, depth in zip(IR101_UNITS, IR_WIDTHS, strict=True):
+            units += [(in_c, depth, 2)] + [(depth, depth, 1)] * (n - 1)
+            in_c = depth
+
+    class BasicBlockIR(nn.Module):
+        def __init__(self, in_c: int, depth: int, stride: int):
             super().__init__()
-            if conv_shortcut:
+            if in_c == depth:
+                self.shortcut_layer = nn.MaxPool2d(1, stride)
+            else:
                 self.shortcut_layer = nn.Sequential(
                     nn.Conv2d(in_c, depth, (1, 1), stride, bias=False), nn.BatchNorm2d(depth)
                 )
-            else:
-                self.shortcut_layer = nn.MaxPool2d(1, stride)
+            mid = [nn.BatchNorm2d(depth), nn.PReLU(depth)] if tface else [nn.PReLU(depth)]
             self.res_layer = nn.Sequential(
                 nn.BatchNorm2d(in_c),
                 nn.Conv2d(in_c, depth, (3, 3), (1, 1), 1, bias=False),
-                nn.PReLU(depth),
+                *mid,
                 nn.Conv2d(depth, depth, (3, 3), stride, 1, bias=False),
                 nn.BatchNorm2d(depth),
             )
@@ -59,36 +104,57 @@ def build_ir_backbone(sd: dict):
     class IRBackbone(nn.Module):
         def __init__(self):
             super().__init__()
-            w0 = sd["input_layer.0.weight"]
-            stem = w0.shape[0]
             self.input_layer = nn.Sequential(
-                nn.Conv2d(w0.shape[1], stem, (3, 3), 1, 1, bias=False), nn.BatchNorm2d(stem), nn.PReLU(stem)
+                nn.Conv2d(3, stem, (3, 3), 1, 1, bias=False), nn.BatchNorm2d(stem), nn.PReLU(stem)
             )
-            units = sorted({int(m.group(1)) for k in sd if (m := re.match(r"body\.(\d+)\.", k))})
-            modules, prev_depth = [], None
-            for i in units:
-                w = sd[f"body.{i}.res_layer.1.weight"]
-                depth, in_c = int(w.shape[0]), int(w.shape[1])
-                stride = 2 if prev_depth is None or depth != prev_depth else 1
-                conv_sc = f"body.{i}.shortcut_layer.0.weight" in sd
-                modules.append(BottleneckIR(in_c, depth, stride, conv_sc))
-                prev_depth = depth
-            self.body = nn.Sequential(*modules)
-            lin = sd["output_layer.3.weight"]
-            out_c = int(sd["output_layer.0.weight"].shape[0])
-            affine = "output_layer.4.weight" in sd
+            self.body = nn.Sequential(*(BasicBlockIR(*u) for u in units))
+            out_c = units[-1][1]
             self.output_layer = nn.Sequential(
                 nn.BatchNorm2d(out_c),
-                nn.Dropout(),
+                nn.Dropout(0.4),
                 nn.Flatten(),
-                nn.Linear(int(lin.shape[1]), int(lin.shape[0])),
-                nn.BatchNorm1d(int(lin.shape[0]), affine=affine),
+                nn.Linear(out_c * 7 * 7, embedding),
+                nn.BatchNorm1d(embedding, affine=affine),
             )
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def forward(self, x):
             return self.output_layer(self.body(self.input_layer(x)))
 
     return IRBackbone()
+
+
+def first_mismatch(model, sd: dict) -> str | None:
+    """The first key (in the network's order) that ``sd`` lacks or has with another shape, or that it has
+    in excess; None when ``sd`` fits ``model`` (``num_batches_tracked`` may be absent, as in old files)."""
+    own = model.state_dict()
+    for k, v in own.items():
+        if k not in sd:
+            if k.endswith("num_batches_tracked"):
+                continue
+            return f"{k} missing (expected shape {tuple(v.shape)})"
+        if tuple(sd[k].shape) != tuple(v.shape):
+            return f"{k} has shape {tuple(sd[k].shape)}, expected {tuple(v.shape)}"
+    extra = [k for k in sd if k not in own]
+    return f"{extra[0]} unexpected" if extra else None
+
+
+def _from_state_dict(path: Path, sd: dict):
+    import torch
+
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in _strip_prefix(sd).values()):
+        raise InputError(f"{path}: expected a state dict of tensors, got {type(sd).__name__}")
+    sd = _strip_prefix(sd)
+    layout = _layout(sd)
+    model = build_ir(*layout) if layout is not None else build_ir()
+    bad = first_mismatch(model, sd)
+    if bad is not None:
+        kind = "" if layout is not None else "not an IR backbone state dict: "
+        raise InputError(f"{path}: {kind}does not fit the IR network (first mismatched key: {bad})")
+    counters = {
+        k: v for k, v in model.state_dict().items() if k.endswith("num_batches_tracked") and k not in sd
+    }
+    model.load_state_dict({**sd, **counters}, strict=True)
+    return model
 
 
 def load_curricularface(path: Path | str, device: str = "cpu"):
@@ -98,27 +164,13 @@ def load_curricularface(path: Path | str, device: str = "cpu"):
     path = Path(path)
     try:
         model = torch.jit.load(str(path), map_location=device)
-    except RuntimeError:
-        model = None
-    if model is None:
+    except (RuntimeError, ValueError):
         try:
             sd = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-            raise InputError(f"{path}: neither a TorchScript file nor a torch state dict ({e})") from e
-        if not isinstance(sd, dict):
-            raise InputError(f"{path}: expected a state dict, got {type(sd).__name__}")
-        sd = _strip_prefix(sd)
-        if "input_layer.0.weight" not in sd or "output_layer.3.weight" not in sd:
-            raise InputError(f"{path}: not an IR backbone state dict (no input_layer/output_layer keys)")
-        model = build_ir_backbone(sd)
-        missing, unexpected = model.load_state_dict(sd, strict=False)
-        missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-        if missing or unexpected:
-            raise InputError(
-                f"{path}: state dict does not fit the IR backbone (missing {missing[:3]}, "
-                f"unexpected {unexpected[:3]})"
-            )
-        model = model.to(device)
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise InputError(f"{path}: neither a TorchScript file nor a torch state dict ({msg})") from None
+        model = _from_state_dict(path, sd).to(device)
     return model.eval()
 
 
@@ -132,20 +184,20 @@ class CurricularFace:
         self.model = load_curricularface(path, device)
 
     def embed_crops(self, crops_rgb: list[np.ndarray], batch_size: int = 16) -> np.ndarray:
-        """(N, 512) L2-normalised embeddings of aligned RGB uint8 crops (any square size; resized to 112)."""
+        """(N, D) L2-normalised embeddings of aligned RGB uint8 crops (any size; ``cv2.resize`` to 112)."""
+        import cv2
         import torch
-        import torch.nn.functional as F
 
         from ipvgkit.faces.base import l2_normalize
 
         if not crops_rgb:
-            return np.zeros((0, 512), np.float32)
+            return np.zeros((0, EMBEDDING), np.float32)
+        small = [cv2.resize(np.ascontiguousarray(c, dtype=np.uint8), (112, 112)) for c in crops_rgb]
         outs = []
         with torch.inference_mode():
-            for i in range(0, len(crops_rgb), batch_size):
-                x = torch.from_numpy(np.stack(crops_rgb[i : i + batch_size])).permute(0, 3, 1, 2).float()
-                x = F.interpolate(x, size=(112, 112), mode="bilinear", align_corners=False)
-                x = (x / 255.0 - 0.5) / 0.5
+            for i in range(0, len(small), batch_size):
+                x = torch.from_numpy(np.stack(small[i : i + batch_size]).transpose(0, 3, 1, 2).copy())
+                x = x.float().div_(255).sub_(0.5).div_(0.5).contiguous()
                 y = self.model(x.to(self.device))
                 if isinstance(y, tuple | list):
                     y = y[0]

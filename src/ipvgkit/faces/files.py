@@ -29,11 +29,16 @@ BUFFALO_L = register_file(
         relpath="insightface/buffalo_l",
         source=(
             f"{INSIGHTFACE_RELEASES}/buffalo_l.zip: unzip so that <models_dir>/insightface/buffalo_l/ "
-            "holds det_10g.onnx and w600k_r50.onnx (insightface's non-commercial research licence)"
+            "holds det_10g.onnx and w600k_r50.onnx (insightface's non-commercial research licence); "
+            "ConsisID's checkpoint folder has it as face_encoder/models/buffalo_l"
         ),
         description="insightface pack: SCRFD-10G detector (det_10g.onnx) + ArcFace R50 (w600k_r50.onnx)",
         used_by=("facesim_arc", "facesim_cur", "face_feat_dist", "fid", "insightface:buffalo_l"),
         extra_paths=("~/.insightface/models/buffalo_l",),
+        alt_relpaths=("face_encoder/models/buffalo_l",),  # ConsisID's checkpoint folder (its eval's pack)
+        hf_repo=CONSISID_HF,
+        hf_path="face_encoder/models/buffalo_l",
+        hf_patterns=("det_10g.onnx", "w600k_r50.onnx"),  # only the detector and recogniser are used
     )
 )
 
@@ -48,6 +53,7 @@ ANTELOPEV2 = register_file(
         ),
         hf_repo=CONSISID_HF,
         hf_path="face_encoder/models/antelopev2",
+        alt_relpaths=("face_encoder/models/antelopev2",),
         description="insightface pack: SCRFD-10G detector + ArcFace R100 (Glint360K); used by ConsisID",
         used_by=("insightface:antelopev2",),
         extra_paths=("~/.insightface/models/antelopev2",),
@@ -65,6 +71,7 @@ CURRICULARFACE = register_file(
         ),
         hf_repo=CONSISID_HF,
         hf_path="face_encoder/glint360k_curricular_face_r101_backbone.bin",
+        alt_relpaths=("face_encoder/glint360k_curricular_face_r101_backbone.bin",),
         description="CurricularFace IR-101 face recogniser (512-d), state dict or TorchScript",
         used_by=("facesim_cur",),
     )
@@ -77,12 +84,13 @@ INCEPTION_FID = register_file(
         source=(
             "a TorchScript export of torchvision's inception_v3(weights=IMAGENET1K_V1) with fc=Identity "
             "(2048-d pooled features, input (N,3,299,299) in [0,1]): on a machine where torchvision imports "
-            "run `python -m ipvgkit.faces.inception export <models_dir>/inception/inception_v3_fid.pt`. "
+            "run `ipvg models export-inception --models-dir <models_dir>` (a torchvision state dict "
+            "inception_v3_google-0cc3c7bd.pth at this path loads too where torchvision imports). "
             "(pytorch-fid's pt_inception-2015-12-05-6726825d.pth from "
             "https://github.com/mseitzer/pytorch-fid/releases/tag/fid_weights is a different network "
             "and does not reproduce the 2025 numbers.)"
         ),
-        description="InceptionV3 2048-d feature extractor (TorchScript) for face_feat_dist and fid",
+        description="InceptionV3 2048-d feature extractor (TorchScript or torchvision state dict)",
         used_by=("face_feat_dist", "fid"),
     )
 )

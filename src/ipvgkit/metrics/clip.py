@@ -17,6 +17,9 @@ from ipvgkit.metrics.base import Metric, MetricContext, MetricResult, VideoSampl
 from ipvgkit.metrics.registry import register
 from ipvgkit.weights import ModelFile, locate, register_file
 
+# What a transformers CLIP folder needs (not the TF/Flax weights of the same hub repo).
+CLIP_FILES = ("*.json", "*.txt", "*.safetensors", "pytorch_model.bin")
+
 CLIP_B32 = register_file(
     ModelFile(
         name="clip-vit-b-32",
@@ -24,6 +27,8 @@ CLIP_B32 = register_file(
         source="hf download openai/clip-vit-base-patch32 --local-dir <models-dir>/clip-vit-base-patch32",
         hf_repo="openai/clip-vit-base-patch32",
         hf_path="",
+        alt_relpaths=("data_process/clip-vit-base-patch32",),  # ConsisID's checkpoint folder
+        hf_patterns=CLIP_FILES,
         description="CLIP ViT-B/32 (transformers format: config, weights, tokenizer, preprocessor)",
         used_by=("clipscore", "timeline_alignment"),
     )
@@ -35,6 +40,7 @@ CLIP_L14 = register_file(
         source="hf download openai/clip-vit-large-patch14 --local-dir <models-dir>/clip-vit-large-patch14",
         hf_repo="openai/clip-vit-large-patch14",
         hf_path="",
+        hf_patterns=CLIP_FILES,
         description="CLIP ViT-L/14 image tower for the aesthetic predictor",
         used_by=("aesthetic",),
     )
@@ -59,13 +65,6 @@ AESTHETIC_MLP = register_file(
 _LOADED: dict[tuple[str, str], ClipEncoder] = {}
 
 
-def _image_processor_class():
-    import transformers
-
-    # The PIL implementation is the one the reference scripts used (the torchvision one resizes differently).
-    return getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
-
-
 def l2n(x: np.ndarray) -> np.ndarray:
     """Rows divided by their L2 norm (float64)."""
     x = np.asarray(x, dtype=np.float64)
@@ -73,22 +72,27 @@ def l2n(x: np.ndarray) -> np.ndarray:
 
 
 class ClipEncoder:
-    """A CLIP model + its processor from one local folder: L2-normalised image and text embeddings."""
+    """A CLIP model + its processor from one local folder: L2-normalised image and text embeddings.
+
+    The processor is ``CLIPProcessor.from_pretrained(folder)``: the image processor transformers picks
+    for that folder (in transformers 5 the torchvision-backed one when torchvision imports, else the PIL
+    one; ``processor_class`` names it) and the folder's tokenizer. ``logit_scale`` is the model's own
+    ``exp(logit_scale)`` (100 for the released weights).
+    """
 
     def __init__(self, path: Path, device: str = "cpu", need_text: bool = True):
         import torch
-        from transformers import CLIPModel
+        from transformers import CLIPModel, CLIPProcessor
 
         self.path = Path(path)
         self.device = resolve_device(device)
         self.model = CLIPModel.from_pretrained(str(self.path)).eval().to(self.device)
-        self.image_processor = _image_processor_class().from_pretrained(str(self.path))
-        self.tokenizer = None
-        if need_text:
-            from transformers import CLIPTokenizer
-
-            self.tokenizer = CLIPTokenizer.from_pretrained(str(self.path))
+        processor = CLIPProcessor.from_pretrained(str(self.path))
+        self.image_processor = processor.image_processor
+        self.processor_class = type(self.image_processor).__name__
+        self.tokenizer = processor.tokenizer if need_text else None
         self.max_text = min(77, int(self.model.config.text_config.max_position_embeddings))
+        self.logit_scale = float(self.model.logit_scale.detach().float().exp().cpu())
         self._torch = torch
 
     @classmethod
@@ -142,15 +146,17 @@ def clipscore_indices(n_frames: int, n: int = 16) -> list[int]:
 
 @register
 class ClipScore(Metric):
-    """CLIPScore: 100 x cosine(CLIP image embedding of a frame, CLIP text embedding of the prompt).
+    """CLIPScore: the mean of CLIP's ``logits_per_image`` = exp(logit_scale) x cosine(frame, prompt).
 
-    CLIP ViT-B/32, 16 frames at ``int(i*n/16)``, prompt truncated to 77 tokens; per-video value = mean
-    over frames. ``bgr_quirk`` feeds the frames with red and blue swapped, as the 2025 code did.
+    CLIP ViT-B/32, 16 frames at ``int(i*n/16)``, prompt truncated to 77 tokens; the model's own logit
+    scale (100 for the released weights; never a constant 100). Per-video value = mean over frames;
+    ``extra`` records the scale and the image processor class that ran. ``bgr_quirk`` feeds the frames
+    with red and blue swapped, as the 2025 code did.
     """
 
     name = "clipscore"
     family = "clip"
-    description = "100 x cosine(CLIP ViT-B/32 frame, prompt), 16 frames at int(i*n/16)"
+    description = "mean CLIP ViT-B/32 logits_per_image (exp(logit_scale) x cos), 16 frames at int(i*n/16)"
 
     def __init__(self, n_frames: int = 16, bgr_quirk: bool = False):
         self.n_frames = n_frames
@@ -188,14 +194,16 @@ class ClipScore(Metric):
         prompts = sorted({s.case.prompt for s in samples})
         txt = dict(zip(prompts, self.encoder.embed_texts(prompts), strict=True))
         owner_a = np.asarray(owner)
+        scale = self.encoder.logit_scale
+        about = {"logit_scale": scale, "image_processor": self.encoder.processor_class}
         results = []
         for k, s in enumerate(samples):
             e = img[owner_a == k]
             if len(e) == 0:
-                results.append(MetricResult(None, {"frames_scored": 0}, "no frames"))
+                results.append(MetricResult(None, {"frames_scored": 0, **about}, "no frames"))
                 continue
-            per_frame = 100.0 * (e @ txt[s.case.prompt])
-            results.append(MetricResult(float(per_frame.mean()), {"frames_scored": len(e)}))
+            per_frame = scale * (e @ txt[s.case.prompt])
+            results.append(MetricResult(float(per_frame.mean()), {"frames_scored": len(e), **about}))
         return results
 
 

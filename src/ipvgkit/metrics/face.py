@@ -3,13 +3,20 @@
 Common rules:
 
 - Frames: ``n_frames`` (16) at ``linspace(0, n-1, n_frames)`` cast to int (repeats kept, as the 2025 code).
-- Detection: the largest face, with one retry on the image padded 1.25x with gray (128); detections are
-  shared between metrics through ``sample.cache`` (:mod:`ipvgkit.faces.cache`).
+- Detection: the largest face, with one retry on the image padded with gray (128) by 0.25 of its height
+  (width) on each side; detections are shared between metrics through ``sample.cache``
+  (:mod:`ipvgkit.metrics.samples`). ArcFace embeds the detector pass's crop (on the padded canvas for a
+  face found there); the 224 crop of CurricularFace and InceptionV3 is cut from the unpadded frame
+  (black outside it) once per frame and shared by both.
 - Reference: the first reference image with a face. None has one: ``value=None`` and
   ``error="no face in reference image ..."``.
 - A frame without a face is skipped and counted (``extra["frames_no_face"]``); the video's value is the
   mean over frames with a face, and 0.0 when no frame had one (for the similarities; the distance
-  ``face_feat_dist`` has no value then, since 0 would read as a perfect match).
+  ``face_feat_dist`` has no value then, since 0 would read as a perfect match). ``extra["no_face"]`` is
+  True for such a video.
+- ``no_face_quirk`` (set by ``--preset consisid``): the 2025 code's 0.0 for all three face metrics when
+  no sampled frame has a face - the distance too, although 0 is its best value. The result says so in
+  ``extra["quirk"]``; the scorer flags the row and counts such videos in the summary.
 """
 
 from __future__ import annotations
@@ -22,14 +29,20 @@ import numpy as np
 
 from ipvgkit.devices import resolve_device
 from ipvgkit.faces import files
-from ipvgkit.faces.base import Face, aligned_crop
-from ipvgkit.faces.cache import first_ref_face, frame_faces, get_backend
+from ipvgkit.faces.backends import get_backend
+from ipvgkit.faces.base import Face, unpadded_crop
 from ipvgkit.media.video import sample_indices as linspace_indices  # SPEC §4 sampling, repeats kept
 from ipvgkit.metrics.base import Metric, MetricContext, MetricResult, VideoSample
 from ipvgkit.metrics.registry import register
+from ipvgkit.metrics.samples import first_ref_face, frame_crops, frame_faces
 from ipvgkit.weights import ModelFile, locate
 
 DLIB_SAME_PERSON = 0.6  # dlib's own threshold on the Euclidean distance of two descriptors
+CROP_SIZE = 224  # the aligned crop CurricularFace and InceptionV3 read (SPEC §4)
+NO_FACE_QUIRK = (
+    "no face in any sampled frame: 0.0 as the 2025 reference code gives (for face_feat_dist 0 is the "
+    "best value: a faceless video is rewarded)"
+)
 
 
 def opens2v_skip(case) -> str | None:
@@ -45,8 +58,8 @@ def opens2v_skip(case) -> str | None:
 
 def opens2v_ref_face(sample: VideoSample, backend: Any) -> tuple[int, Face] | None:
     """(index, face) of OpenS2V-Eval's reference image of the case, or None when it has no face."""
-    from ipvgkit.faces.cache import ref_faces
     from ipvgkit.metrics.opens2v import reference_index
+    from ipvgkit.metrics.samples import ref_faces
 
     i = reference_index(sample.case)
     face = ref_faces(sample, backend)[i] if i is not None else None
@@ -101,10 +114,12 @@ class _FaceMetric(Metric):
         skip_zero: bool = False,
         backend: str | None = None,
         opens2v_cases: bool = False,
+        no_face_quirk: bool = False,
     ):
         self.n_frames = int(n_frames)
         self.skip_zero = bool(skip_zero)
         self.opens2v_cases = bool(opens2v_cases)  # OpenS2V-Eval's human-only cases and reference choice
+        self.no_face_quirk = bool(no_face_quirk)
         if backend is not None:
             self.backend_name = backend
         self.backend: Any = None
@@ -115,6 +130,8 @@ class _FaceMetric(Metric):
         opts = {"n_frames": self.n_frames, "skip_zero": self.skip_zero, "backend": self.backend_name}
         if self.opens2v_cases:
             opts["opens2v_cases"] = True
+        if self.no_face_quirk:
+            opts["no_face_quirk"] = True
         return opts
 
     def model_files(self) -> list[ModelFile]:
@@ -171,11 +188,22 @@ class _FaceMetric(Metric):
         key = (self.feature_key, self.backend.name)
         todo = [i for i in dict.fromkeys(with_face) if key + (i,) not in cache]
         if todo:
-            frames = sample.frames(todo)
-            rows = self.features(list(frames), [faces[i] for i in todo])
+            rows = self.frame_rows(sample, todo, [faces[i] for i in todo])
             for i, row in zip(todo, rows, strict=True):
                 cache[key + (i,)] = row
         return with_face, no_face, np.stack([cache[key + (i,)] for i in with_face])
+
+    def frame_rows(self, sample: VideoSample, indices: list[int], faces: list[Face]) -> np.ndarray:
+        """Feature rows of the faces of frames ``indices`` (default: :meth:`features` on the frames)."""
+        return self.features(list(sample.frames(indices)), faces)
+
+    def _no_face(self, extra: dict) -> MetricResult:
+        extra["no_face"] = True
+        if self.no_face_quirk:
+            return MetricResult(value=0.0, extra={**extra, "quirk": NO_FACE_QUIRK})
+        if self.zero_if_no_face:
+            return MetricResult(value=0.0, extra=extra)
+        return MetricResult(value=None, extra=extra, error="no face in any sampled frame")
 
     def _no_ref(self, sample: VideoSample) -> MetricResult:
         names = ", ".join(Path(p).name for p in sample.case.ref_images) or "(none given)"
@@ -199,9 +227,7 @@ class _FaceMetric(Metric):
             "ref_index": ref_index,
         }
         if rows is None:
-            if self.zero_if_no_face:
-                return MetricResult(value=0.0, extra=extra)
-            return MetricResult(value=None, extra=extra, error="no face in any sampled frame")
+            return self._no_face(extra)
         s = self.scores(ref_row, rows)
         if self.skip_zero:
             extra["frames_zero"] = int(np.sum(s <= 0))
@@ -227,7 +253,9 @@ class FaceSimArc(_FaceMetric):
 class _CropModelMetric(_FaceMetric):
     """A face metric whose features come from a torch model run on the 224 aligned RGB face crops.
 
-    Subclasses name the model's file (``model_file``) and say how to load and run the model.
+    The crop is cut from the unpadded image (:func:`ipvgkit.faces.base.unpadded_crop`), once per frame
+    and backend (``sample.cache[("crop224", backend, i)]``), shared by every such metric. Subclasses
+    name the model's file (``model_file``) and say how to load and run the model.
     """
 
     model_file: ClassVar[ModelFile]
@@ -253,8 +281,11 @@ class _CropModelMetric(_FaceMetric):
         """One feature row per crop."""
 
     def features(self, images: list[np.ndarray], faces: list[Face]) -> np.ndarray:
-        crops = [aligned_crop(img, f, 224) for img, f in zip(images, faces, strict=True)]
+        crops = [unpadded_crop(img, f, CROP_SIZE) for img, f in zip(images, faces, strict=True)]
         return self.run_model(crops)
+
+    def frame_rows(self, sample: VideoSample, indices: list[int], faces: list[Face]) -> np.ndarray:
+        return self.run_model(frame_crops(sample, self.backend, indices, faces, CROP_SIZE))
 
 
 @register

@@ -146,6 +146,10 @@ PRESET_OPTIONS: dict[str, dict[str, dict]] = {
     name: {"facesim_cur": {"n_frames": 32, "skip_zero": True, "opens2v_cases": True}}
     for name in OPENS2V_TABLES
 }
+# the 2025 code's 0.0 for all three face metrics of a video without a face (flagged, counted, warned)
+PRESET_OPTIONS["consisid"] = {
+    m: {"no_face_quirk": True} for m in ("facesim_cur", "facesim_arc", "face_feat_dist")
+}
 
 # Default normalisation of every metric (used by ``--metrics`` lists and the report's colouring).
 DEFAULT_WEIGHTS: dict[str, Weight] = {

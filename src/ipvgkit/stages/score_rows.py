@@ -54,6 +54,7 @@ class ScoreRow:
     signature: str = ""
     seconds: float = 0.0
     missing: bool = False  # the video file does not exist (not written: a row without video_size)
+    no_face: bool = False  # a face metric found no face in any sampled frame (consisid's 0.0 quirk)
 
     def failures(self) -> dict[str, str]:
         """The metrics that failed on this video (errors of metrics that do not apply left out)."""
@@ -77,6 +78,7 @@ class ScoreRow:
             "extra": self.extra,
             "errors": self.errors,
             "not_applicable": self.not_applicable,
+            "no_face": self.no_face,
             "total": self.total,
             "video": self.video,
             "video_size": self.video_size,
@@ -102,6 +104,7 @@ class ScoreRow:
             signature=str(d.get("signature") or ""),
             seconds=float(d.get("seconds") or 0.0),
             missing=d.get("video_size") is None,
+            no_face=bool(d.get("no_face")),
         )
 
 
@@ -134,6 +137,7 @@ def make_row(case: Case, path: Path, sig: str, results: dict[str, MetricResult],
             row.errors[name] = r.error or f"non-finite value {r.value!r}"
         if r.extra.get("not_applicable"):
             row.not_applicable[name] = True
+    row.no_face = any(r.extra.get("no_face") for r in results.values())
     row.video_size, row.video_mtime_ns = stamp if stamp else (None, None)
     row.seconds = round(seconds, 4)
     return row

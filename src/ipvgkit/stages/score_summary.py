@@ -64,6 +64,10 @@ def _metric_entry(
     no_face = [x for x in no_face if isinstance(x, int | float)]
     if no_face:
         entry["frames_no_face"] = int(sum(no_face))
+    for key in ("image_processor", "logit_scale"):  # what ran (clipscore records both per row)
+        seen = sorted({r.extra.get(m.name, {}).get(key) for r in rows} - {None})
+        if seen:
+            entry[key] = seen[0] if len(seen) == 1 else seen
     if m.name in timings:
         entry["seconds"] = round(timings[m.name], 3)
     return entry
@@ -75,6 +79,19 @@ def notes(names: list[str], n_timeline_cases: int) -> list[str]:
     if n_timeline_cases and ALIGNMENT_METRIC not in names:
         out.append(TRACK2_NOT_MEASURED.format(n=n_timeline_cases))
     return out
+
+
+def warnings(rows: list[ScoreRow]) -> list[str]:
+    """Quirks of the reference code that changed numbers in this run, said out loud."""
+    quirk = [r.output_name for r in rows if any("quirk" in e for e in r.extra.values())]
+    if not quirk:
+        return []
+    more = " ..." if len(quirk) > 5 else ""
+    return [
+        f"{len(quirk)} video(s) with no face in any sampled frame scored 0.0 on every face metric, "
+        "as the 2025 reference code does (0 is the best feature distance: a faceless video is "
+        f"rewarded); rows flagged no_face: {', '.join(quirk[:5])}{more}"
+    ]
 
 
 def summarise(
@@ -111,6 +128,8 @@ def summarise(
         },
         "notes": notes(names, n_timeline_cases),
         "case_errors": case_errors,
+        "videos_no_face": sum(1 for r in rows if r.no_face),
+        "warnings": warnings(rows),
         "seconds": round(timings.get("_total", 0.0), 3),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -107,26 +107,37 @@ def status_of(mf: ModelFile, models_dir: Path | None) -> FileStatus:
 def list_models(cfg: ModelsConfig) -> tuple[list[FileStatus], list[str]]:
     """(status of every registered file sorted by name, import problems); checks ``cfg.require``.
 
-    ``require`` names files (``buffalo_l``) or their users (``facesim_arc``: every file it uses).
+    ``require`` names files (``buffalo_l``), their users (``facesim_arc``: every file it uses) or presets.
     An unknown name is a UsageError; a required file that is missing raises CheckFailed listing them.
     """
     problems = load_registrations()
     rows = [status_of(REGISTRY[n], cfg.models_dir) for n in sorted(REGISTRY)]
     if cfg.require:
-        wanted: dict[str, FileStatus] = {}
-        unknown = []
-        for name in cfg.require:
-            hits = [r for r in rows if r.name == name or name in r.used_by]
-            if not hits:
-                unknown.append(name)
-            wanted.update({r.name: r for r in hits})
-        if unknown:
-            known = sorted({r.name for r in rows} | {u for r in rows for u in r.used_by})
-            raise UsageError(f"unknown model file or user {', '.join(unknown)} (known: {', '.join(known)})")
-        missing = [r for r in wanted.values() if not r.present]
+        missing = [r for r in resolve_names(cfg.require, rows).values() if not r.present]
         if missing:
             raise CheckFailed(
                 f"{len(missing)} required model file(s) missing in {resolve_models_dir(cfg.models_dir)}",
                 [f"{r.name} ({r.relpath}): get it from {r.source}" for r in missing],
             )
     return rows, problems
+
+
+def resolve_names(names: list[str], rows: list[FileStatus]) -> dict[str, FileStatus]:
+    """The files meant by ``names``: presets (their metrics), metric/backend names (the files they use)
+    or file names. An unknown name is a UsageError listing the known ones."""
+    from ipvgkit.metrics.presets import PRESETS
+
+    wanted: dict[str, FileStatus] = {}
+    unknown = []
+    for name in names:
+        users = PRESETS.get(name, [name])
+        hits = [r for r in rows if r.name == name or any(u in r.used_by for u in users)]
+        if not hits:
+            unknown.append(name)
+        wanted.update({r.name: r for r in hits})
+    if unknown:
+        known = sorted({r.name for r in rows} | {u for r in rows for u in r.used_by} | set(PRESETS))
+        raise UsageError(
+            f"unknown model file or user {', '.join(unknown)} (a preset, metric, backend or file; known: {', '.join(known)})"
+        )
+    return wanted

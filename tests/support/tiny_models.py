@@ -1,14 +1,26 @@
-"""Tiny real models in the real on-disk formats, built in the tests (no downloads).
+"""Tiny real models in the real on-disk formats, built in the tests (no downloads): one module for all tests.
+
+Faces:
 
 - an SCRFD-shaped detector ONNX (9 outputs: scores/boxes/keypoints at strides 8, 16, 32, 2 anchors) that
   "detects" bright squares of about 24-36 px (in its 320x320 input) on a dark background;
 - an ArcFace-shaped recogniser ONNX (input N x 3 x 112 x 112, one output named ``embedding``);
-- an IR backbone (CurricularFace layout) as a state dict and as TorchScript;
+- an IR backbone (the older CurricularFace layout) as a state dict and as TorchScript;
 - an InceptionV3 stand-in (input 299) as TorchScript.
+
+CLIP-family (transformers ``save_pretrained`` folders):
+
+- CLIP: a 2-layer ``CLIPModel`` (32x32 images, 16-d projection) with a character-level ``CLIPTokenizer``
+  (vocab.json + empty merges.txt written here) and a ``CLIPImageProcessor`` (resize/crop 32); its
+  logit scale is the config default exp(2.6592) ~ 14.3 (not the released weights' 100) unless given;
+- LAION aesthetic MLP: the real layer layout (``layers.{0,2,4,6,7}`` linear, dropouts between) with
+  small widths, saved with ``torch.save(state_dict)``;
+- DINO: a 2-layer ``ViTModel`` with a ``ViTImageProcessor`` (32x32).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +35,8 @@ BOX_HALF = 16.0
 
 class TinySCRFD(nn.Module):
     """Fires at a stride-8 anchor whose 16x16 centre window is bright and whose four 8x8 windows 16-24 px
-    left, right, above and below are dark: a bright square of 16-36 px centred on the anchor grid."""
+    left, right, above and below are dark or mid-gray (the 128 padding counts as background): a bright
+    square of 16-36 px centred on the anchor grid."""
 
     def forward(self, x: torch.Tensor):
         v = (x.mean(1, keepdim=True) + 1.0) / 2.0  # ~[0, 1] brightness
@@ -35,7 +48,7 @@ class TinySCRFD(nn.Module):
 
         s8 = torch.sigmoid(50.0 * (window(16, -8, -8) - 0.75))
         for ox, oy in ((16, -4), (-24, -4), (-4, 16), (-4, -24)):
-            s8 = s8 * torch.sigmoid(50.0 * (0.3 - window(8, ox, oy)))
+            s8 = s8 * torch.sigmoid(50.0 * (0.6 - window(8, ox, oy)))
         s8 = s8.reshape(-1, 1).repeat_interleave(2, dim=0)
         outs_s, outs_b, outs_k = [s8], [], []
         for stride in (16, 32):
@@ -186,3 +199,124 @@ def square_image(
     x0, y0 = center[0] - square // 2, center[1] - square // 2
     img[y0 : y0 + square, x0 : x0 + square] = rng.integers(200, 256, size=(square, square, 3), dtype=np.uint8)
     return img
+
+
+# -- CLIP-family models ----------------------------------------------------------------------
+CHARS = "abcdefghijklmnopqrstuvwxyz"
+EMB = 16  # CLIP projection size of the tiny model
+
+
+def _quiet() -> None:
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+
+
+def make_tiny_clip(folder: Path, seed: int = 0, logit_scale: float | None = None) -> Path:
+    """Save a tiny CLIP (model, tokenizer, image processor) into ``folder`` (``logit_scale``: log of the
+    scale; None keeps the config default 2.6592)."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+    _quiet()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab: dict[str, int] = {}
+    for c in CHARS:
+        vocab[c] = len(vocab)
+    for c in CHARS:
+        vocab[c + "</w>"] = len(vocab)
+    for t in ("<|startoftext|>", "<|endoftext|>"):
+        vocab[t] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tok = CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"))
+    torch.manual_seed(seed)
+    cfg = CLIPConfig(
+        text_config=dict(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            projection_dim=EMB,
+            bos_token_id=vocab["<|startoftext|>"],
+            eos_token_id=vocab["<|endoftext|>"],
+            pad_token_id=vocab["<|endoftext|>"],
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+            projection_dim=EMB,
+        ),
+        projection_dim=EMB,
+        **({} if logit_scale is None else {"logit_scale_init_value": logit_scale}),
+    )
+    CLIPModel(cfg).eval().save_pretrained(folder)
+    tok.save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        folder
+    )
+    return folder
+
+
+def make_tiny_aesthetic(path: Path, dim: int = EMB, seed: int = 0) -> Path:
+    """Save an MLP with the LAION predictor's layer layout (input ``dim``) as a state dict."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    layers = nn.Sequential(
+        nn.Linear(dim, 24),
+        nn.Dropout(0.2),
+        nn.Linear(24, 12),
+        nn.Dropout(0.2),
+        nn.Linear(12, 8),
+        nn.Dropout(0.1),
+        nn.Linear(8, 4),
+        nn.Linear(4, 1),
+    )
+    module = nn.Module()
+    module.layers = layers
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(module.state_dict(), path)
+    return path
+
+
+def make_tiny_dino(folder: Path, seed: int = 0) -> Path:
+    """Save a tiny ``ViTModel`` + image processor into ``folder``."""
+    import torch
+    import transformers
+    from transformers import ViTConfig, ViTModel
+
+    _quiet()
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    cfg = ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        image_size=32,
+        patch_size=8,
+    )
+    ViTModel(cfg, add_pooling_layer=False).eval().save_pretrained(folder)
+    proc = getattr(transformers, "ViTImageProcessorPil", None) or transformers.ViTImageProcessor
+    proc(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+def make_models_dir(root: Path) -> Path:
+    """A models dir with every non-face metric's files (tiny): CLIP B/32 and L/14, the MLP, DINO."""
+    root = Path(root)
+    make_tiny_clip(root / "clip-vit-base-patch32", seed=0)
+    make_tiny_clip(root / "clip-vit-large-patch14", seed=1)
+    make_tiny_aesthetic(root / "sac+logos+ava1-l14-linearMSE.pth")
+    make_tiny_dino(root / "dino-vitb16")
+    return root

@@ -375,9 +375,11 @@ def test_selected_folder_packs_as_is(tmp_path, tom_hanks):
             "submission/id001/prompt1.mp4",
             "submission/id002/prompt1.mp4",
         ]
-    (best / "selection.json").write_text("{}")  # where selection.json used to be: pack refuses it
-    with pytest.raises(CheckFailed, match="problem"):
-        pack_submission(PackConfig(submission=best, output=tmp_path / "b2.zip", cases=ts))
+    (best / "selection.json").write_text("{}")  # where selection.json used to be: pack leaves it out
+    rep = pack_submission(PackConfig(submission=best, output=tmp_path / "b2.zip", cases=ts))
+    assert rep.ok and any("selection.json" in n for n in rep.notes), rep.notes
+    with zipfile.ZipFile(tmp_path / "b2.zip") as z:
+        assert not any(n.endswith("selection.json") for n in z.namelist())
     old = {"candidates": {}, "cases": {}}  # one that an earlier version wrote is removed by a rerun
     (best / "selection.json").write_text(json.dumps(old))
     run_selection(base, [a, b], best)

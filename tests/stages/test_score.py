@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from ipvgkit.data.testsets import load_testset
-from ipvgkit.errors import CheckFailed, MissingWeightsError, UsageError
+from ipvgkit.errors import MissingWeightsError, UsageError
 from ipvgkit.media import encode_video, probe_video
 from ipvgkit.metrics import VideoSample, get_metric
 from ipvgkit.stages.score import (

@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from ipvgkit.data.cases import Case
+from ipvgkit.data.images import image_problem
 from ipvgkit.data.timeline import (
     UNITS_CHOICES,
     TimelineError,
@@ -481,36 +482,12 @@ class _PathResolver:
 
 
 class _ImageChecker:
-    """Checks (once per file) that a reference image exists and is a readable image."""
-
-    def __init__(self) -> None:
-        self._seen: dict[Path, str | None] = {}
+    """Raises the :func:`ipvgkit.data.images.image_problem` of a reference image as the case's error."""
 
     def check(self, path: Path, key: str) -> None:
-        if path not in self._seen:
-            self._seen[path] = _image_problem(path)
-        problem = self._seen[path]
+        problem = image_problem(path)
         if problem:
             raise CaseError(key, problem)
-
-
-def _image_problem(path: Path) -> str | None:
-    """None if ``path`` is a readable image, else a one-line reason."""
-    if not path.is_file():
-        return f"reference image not found: {path}"
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        return f"reference image {path} is not a readable image ({type(exc).__name__}: {_first_line(exc)})"
-    return None
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 __all__ = ["ACCEPTED", "IMAGE_SUFFIXES", "TestSet", "load_cases", "load_testset"]

@@ -7,18 +7,20 @@ accepted ones.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from ipvgkit.errors import UsageError
+from ipvgkit.models.base import Cache, DType, Offload, values
 
 if TYPE_CHECKING:
     import torch
 
     from ipvgkit.models.base import ModelOptions
 
-DTYPES = ("bf16", "fp16", "fp32")
-OFFLOADS = ("none", "model", "sequential")
-CACHES = ("none", "first-block")
+DTYPES = values(DType)
+OFFLOADS = values(Offload)
+CACHES = values(Cache)
 # Wan pipelines run the conditional and unconditional (negative prompt) passes as two separate transformer
 # calls, each inside its own ``cache_context``. First Block Cache keeps one state per context; diffusers'
 # FasterCache and Pyramid Attention Broadcast keep one state per attention module, so with Wan they would
@@ -60,8 +62,16 @@ def validate_options(options: ModelOptions) -> None:
     resolve_device(options.device)
 
 
+def check_device_name(device: str) -> None:
+    """``UsageError`` unless ``device`` is ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (no torch needed)."""
+    if device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", str(device)):
+        return
+    raise UsageError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+
+
 def resolve_device(device: str) -> str:
     """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; ``cuda[:N]`` must exist."""
+    check_device_name(device)
     import torch
 
     if device == "auto":
@@ -83,7 +93,8 @@ def resolve_dtype(dtype: str, device: str) -> tuple[torch.dtype, str]:
 
     if device == "cpu":
         return torch.float32, "fp32"
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype], dtype
+    torch_dtypes = {DType.bf16: torch.bfloat16, DType.fp16: torch.float16, DType.fp32: torch.float32}
+    return torch_dtypes[DType(dtype)], DType(dtype).value
 
 
 def place_pipeline(pipe: Any, options: ModelOptions, device: str) -> str:
@@ -128,6 +139,6 @@ def cache_config(name: str, pipe: Any):
     remaining blocks are skipped while the first block's residual changes by less than 5%)."""
     from diffusers.hooks import FirstBlockCacheConfig
 
-    if name == "first-block":
+    if name == Cache.first_block:
         return FirstBlockCacheConfig(threshold=FIRST_BLOCK_THRESHOLD)
     raise UsageError(f"unknown cache {name!r}; choose one of {', '.join(CACHES)}")

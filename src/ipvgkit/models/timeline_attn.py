@@ -31,10 +31,11 @@ import torch.nn.functional as F
 
 from ipvgkit.data.cases import Event
 from ipvgkit.models import frames
+from ipvgkit.models.base import TimelineMode, values
 
 MAX_TEXT_TOKENS = 512  # Wan's text context length
 SOFT_LOG_FLOOR = -60.0  # log-weight floor of the soft mode (e^-60: non-zero, negligible)
-MODES = ("masked", "soft", "prompt")
+MODES = values(TimelineMode)
 
 
 @dataclass

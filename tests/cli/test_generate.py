@@ -19,7 +19,20 @@ from ipvgkit.stages.generate import derive_seed, read_generation_log
 from tests.stages.test_generate import write_testset_b, write_testset_c
 
 runner = CliRunner()
-SMALL = ["--model", "tiny-wan", "--identity", "none", "--frames", "9", "--height", "32", "--width", "32", "--steps", "2"]
+SMALL = [
+    "--model",
+    "tiny-wan",
+    "--identity",
+    "none",
+    "--frames",
+    "9",
+    "--height",
+    "32",
+    "--width",
+    "32",
+    "--steps",
+    "2",
+]
 
 
 @pytest.fixture(scope="module")

@@ -506,3 +506,46 @@ def test_interrupt_keeps_and_logs_finished_videos(tmp_path):
     backend = GradientBackend()
     run_generation(cfg_for(cases, out), backend=backend, progress=quiet_hooks([]))  # the rerun resumes
     assert backend.generated == ["2", "3"]
+
+
+def test_ctrl_c_reports_the_cut_off_cases_as_interrupted_not_failed(tmp_path):
+    """Ctrl-C reaches ffmpeg too: the video being encoded fails; it is reported as interrupted (not as a
+    failed case) and nothing about it enters the log, so the rerun simply generates it."""
+    cases = write_testset_c(tmp_path / "ts", n=3)
+    out = tmp_path / "out"
+    (out / "1.mp4").mkdir(parents=True)  # case 1's encode fails, as ffmpeg killed by SIGINT would
+
+    class Interrupted(GradientBackend):
+        def generate(self, request):
+            if request.case_id == "2":
+                raise KeyboardInterrupt
+            return super().generate(request)
+
+    lines: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        run_generation(cfg_for(cases, out), backend=Interrupted(), progress=quiet_hooks(lines))
+    assert read_generation_log(out) == []
+    assert "case 2: interrupted (rerun to generate it)" in lines
+    assert "case 1: interrupted (rerun to generate it)" in lines
+    assert not any("failed" in line for line in lines)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no claim or temp left
+
+
+def test_claims_are_exclusive_and_released(tmp_path):
+    from ipvgkit.stages import generate_claim as claims
+
+    dest = tmp_path / "1.mp4"
+    mine, owner = claims.acquire(dest)
+    assert mine is not None and owner is None
+    again, owner = claims.acquire(dest)  # held by a live process (this one)
+    assert again is None and owner["pid"] == __import__("os").getpid()
+    mine.release()
+    assert not claims.claim_path(dest).exists()
+    empty = claims.claim_path(dest)
+    empty.write_text("")  # a crash between create and write: live for a while, then stale
+    assert claims.acquire(dest)[0] is None
+    old = __import__("time").time() - claims.EMPTY_STALE_SECONDS - 5
+    __import__("os").utime(empty, (old, old))
+    taken, _ = claims.acquire(dest)
+    assert taken is not None
+    taken.release()

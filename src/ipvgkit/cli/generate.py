@@ -68,12 +68,16 @@ def generate(
         int | None, opt("--max-frames", min=1, help="Cap of --timeline-fit extend (4k+1).")
     ] = None,
     steps: Annotated[int | None, opt("--steps", help="Denoising steps (default 50).")] = None,
-    guidance: Annotated[float | None, opt("--guidance", help="Classifier-free guidance (default 5.0).")] = None,
+    guidance: Annotated[
+        float | None, opt("--guidance", help="Classifier-free guidance (default 5.0).")
+    ] = None,
     frames: Annotated[int | None, opt("--frames", help="Frames per video, 4k+1 (default 81).")] = None,
     height: Annotated[int | None, opt("--height", help="Height, a multiple of 16 (default 480).")] = None,
     width: Annotated[int | None, opt("--width", help="Width, a multiple of 16 (default 832).")] = None,
     fps: Annotated[float | None, opt("--fps", help="Frames per second of the videos (default 16).")] = None,
-    seed: Annotated[int | None, opt("--seed", help="Base seed; each case derives its own (default 0).")] = None,
+    seed: Annotated[
+        int | None, opt("--seed", help="Base seed; each case derives its own (default 0).")
+    ] = None,
     negative_prompt: Annotated[str | None, opt("--negative-prompt", help="Negative prompt.")] = None,
     shard: Annotated[str | None, opt("--shard", help="K/N: take the K-th of N shares (1-based).")] = None,
     dtype: Annotated[DType | None, opt("--dtype", help="Model precision (default bf16).")] = None,

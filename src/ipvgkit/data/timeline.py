@@ -20,7 +20,6 @@ from ipvgkit.data.cases import Event, TimelineUnits
 from ipvgkit.errors import InputError
 
 
-
 class UnitsChoice(StrEnum):
     """How timeline start/end times are read: seconds, fractions of the video, or ``auto`` (SPEC §1 rule)."""
 

@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ipvgkit.errors import CheckFailed, IpvgError
-
-Notify = Callable[[str], None]
+from ipvgkit.progress import Progress, ensure
 
 
 @dataclass
@@ -65,10 +64,28 @@ class DemoReport:
         return all(s.ok for s in self.steps)
 
 
-def _step(report: DemoReport, name: str, notify: Notify | None, fn: Callable[[], tuple[str, str]]) -> bool:
-    """Run one step; record (detail, path) or the one-line error. Returns success."""
-    if notify:
-        notify(name)
+class _Within(Progress):
+    """Forwards a stage's progress into the demo's, its phases named after the demo step."""
+
+    def __init__(self, outer: Progress, step: str):
+        self.outer, self.step = outer, step
+
+    def phase(self, name: str, total: int | None = None) -> None:
+        self.outer.phase(f"{self.step}: {name}", total)
+
+    def advance(self, n: int = 1) -> None:
+        self.outer.advance(n)
+
+    def status(self, text: str) -> None:
+        self.outer.status(f"{self.step}: {text}")
+
+    def log(self, msg: str) -> None:
+        self.outer.log(msg)
+
+
+def _step(report: DemoReport, name: str, progress: Progress, fn: Callable[[], tuple[str, str]]) -> bool:
+    """Run one step (a phase of one item); record (detail, path) or the one-line error. Returns success."""
+    progress.phase(name, 1)
     t0 = time.perf_counter()
     try:
         detail, path = fn()
@@ -78,6 +95,8 @@ def _step(report: DemoReport, name: str, notify: Notify | None, fn: Callable[[],
     except IpvgError as e:
         detail, path, ok = str(e), "", False
     report.steps.append(DemoStep(name, ok, detail, path, time.perf_counter() - t0))
+    progress.phase(name, 1)
+    progress.advance()
     return ok
 
 
@@ -103,8 +122,10 @@ def write_reference_submission(cases_path: Path, out: Path, n_frames: int, size:
     return written
 
 
-def run_demo(cfg: DemoConfig, notify: Notify | None = None) -> DemoReport:
-    """Run every step; a failed step is recorded and the later steps that need it are skipped."""
+def run_demo(cfg: DemoConfig, progress: Progress | None = None) -> DemoReport:
+    """Run every step; a failed step is recorded and the later steps that need it are skipped. Each
+    step is one ``progress`` phase (generation reports its cases inside it)."""
+    progress = ensure(progress)
     out = Path(cfg.out)
     report = DemoReport(out=out)
     sets: dict[int, Path] = {}
@@ -113,14 +134,14 @@ def run_demo(cfg: DemoConfig, notify: Notify | None = None) -> DemoReport:
         sets.update(write_testsets(out / "testsets"))
         return f"Track 1: {sets[1]}, Track 2: {sets[2]}", str(out / "testsets")
 
-    if not _step(report, "test sets", notify, testsets):
+    if not _step(report, "test sets", progress, testsets):
         return report
 
     def reference():
         n = write_reference_submission(sets[1], out / "reference" / "track1", cfg.pan_frames, cfg.pan_size)
         return f"{n} pan video(s) written over the reference photos", str(out / "reference" / "track1")
 
-    _step(report, "reference submission (Track 1)", notify, reference)
+    _step(report, "reference submission (Track 1)", progress, reference)
 
     generated: dict[int, Path] = {}
     if cfg.generate:
@@ -128,14 +149,16 @@ def run_demo(cfg: DemoConfig, notify: Notify | None = None) -> DemoReport:
             gen_dir = out / "generated" / f"track{track}"
 
             def generate(track=track, gen_dir=gen_dir):
-                from ipvgkit.models.base import ModelOptions
+                from ipvgkit.models.base import Identity, ModelOptions
                 from ipvgkit.stages.generate import GenerateConfig, run_generation
 
                 gcfg = GenerateConfig(
                     cases=sets[track],
                     out=gen_dir,
                     track=track,
-                    model_options=ModelOptions(model="tiny-wan", models_dir=cfg.models_dir, device="cpu"),
+                    model_options=ModelOptions(
+                        model="tiny-wan", identity=Identity.none, models_dir=cfg.models_dir, device="cpu"
+                    ),
                     steps=cfg.steps,
                     frames=cfg.frames,
                     height=cfg.height,
@@ -144,15 +167,14 @@ def run_demo(cfg: DemoConfig, notify: Notify | None = None) -> DemoReport:
                     seed=cfg.seed,
                     overwrite=cfg.overwrite,
                 )
-                rep = run_generation(gcfg)
+                rep = run_generation(gcfg, progress=_Within(progress, f"generate Track {track}"))
                 rep.raise_if_failed()
                 done, skipped = len(rep.by_status("ok")), len(rep.by_status("skipped"))
                 generated[track] = gen_dir
-                return f"{done} generated, {skipped} already done (tiny-wan, {cfg.frames} frames)", str(
-                    gen_dir
-                )
+                what = f"tiny-wan, identity {rep.identity}, {cfg.frames} frames"
+                return f"{done} generated, {skipped} already done ({what})", str(gen_dir)
 
-            _step(report, f"generate Track {track} (tiny-wan)", notify, generate)
+            _step(report, f"generate Track {track} (tiny-wan)", progress, generate)
 
     to_pack = {"reference_facial_results.zip": (out / "reference" / "track1", sets[1])}
     if 1 in generated:
@@ -174,7 +196,7 @@ def run_demo(cfg: DemoConfig, notify: Notify | None = None) -> DemoReport:
             report.zips[zip_name] = dest
             return f"{len(rep.videos)} videos, checked again from the zip", str(dest)
 
-        _step(report, f"pack {zip_name}", notify, pack)
+        _step(report, f"pack {zip_name}", progress, pack)
 
     if cfg.score:
         to_score = {"reference": (out / "reference" / "track1", sets[1])}
@@ -207,5 +229,5 @@ def run_demo(cfg: DemoConfig, notify: Notify | None = None) -> DemoReport:
                 )
                 return shown or "scored", str(score_dir / "report.html")
 
-            _step(report, f"score {label} Track 1 (offline preset)", notify, score)
+            _step(report, f"score {label} Track 1 (offline preset)", progress, score)
     return report

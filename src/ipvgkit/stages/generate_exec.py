@@ -155,11 +155,15 @@ class EncodeQueue:
             self.finish(self.pending.pop(0).result())
         self.pending.append(self.pool.submit(encode, frames, dest, result, cfg))
 
+    def drain(self) -> None:
+        """Wait for every queued video and report it (its claim is released then)."""
+        while self.pending:
+            self.finish(self.pending.pop(0).result())
+
     def close(self) -> None:
         """Wait for every queued video and report it (also on Ctrl-C, so no finished video is unlogged)."""
         try:
-            while self.pending:
-                self.finish(self.pending.pop(0).result())
+            self.drain()
         finally:
             if self.pool is not None:
                 self.pool.shutdown(wait=True)
@@ -177,12 +181,12 @@ class _Executor:
         """Generate ``job`` if this process can claim it; False when a live process holds it."""
         claim, owner = claims.acquire(job.dest)
         if claim is None:
-            job.seen_claimed = True
-            job.result = dataclasses.replace(job.result, error=claims.describe_owner(owner))
+            job.owner = claims.describe_owner(owner)
             return False
         self.runner.held[job.case.case_id] = claim
-        if (job.seen_claimed or not self.cfg.overwrite) and self._finished(job):
-            self.runner.finish(dataclasses.replace(job.result, status="skipped", error=DONE_ELSEWHERE))
+        if (job.owner or not self.cfg.overwrite) and self._finished(job):
+            done = f"{DONE_ELSEWHERE} ({job.owner or 'before this run claimed it'})"
+            self.runner.finish(dataclasses.replace(job.result, status="skipped", error=done))
             return True
         remove_stale_temps(job.dest)  # ours or a dead owner's: we hold the claim
         self.current = job.case.case_id
@@ -202,14 +206,20 @@ class _Executor:
 
 
 def execute(
-    cfg: GenerateConfig, backend: VideoBackend, jobs: list[Job], runner: Runner, device: str, describe: Callable
+    cfg: GenerateConfig,
+    backend: VideoBackend,
+    jobs: list[Job],
+    runner: Runner,
+    device: str,
+    describe: Callable,
 ) -> None:
     """Generate the checked ``jobs`` in order, then wait for those claimed by other live processes."""
     ex = _Executor(cfg, backend, runner, describe)
     try:
         waiting = [job for job in jobs if not ex.attempt(job, device)]
+        ex.queue.drain()  # our last video and its claim: others may be waiting for it
         if waiting:
-            owners = sorted({j.result.error or "" for j in waiting})
+            owners = sorted({(j.owner or "").split(" since ")[0] for j in waiting})
             runner.progress.log(
                 f"waiting for {len(waiting)} case(s) claimed by other processes ({'; '.join(owners)})"
             )
@@ -217,6 +227,7 @@ def execute(
         while waiting:
             time.sleep(cfg.claim_poll_seconds)
             waiting = [job for job in waiting if not ex.attempt(job, device)]
+            ex.queue.drain()
     except KeyboardInterrupt:
         runner.interrupted = True
         if ex.current is not None:

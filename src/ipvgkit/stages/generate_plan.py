@@ -56,7 +56,9 @@ def fit_timeline(case: Case, cfg: GenerateConfig) -> Fit:
         return Fit(cfg.frames, events)
     if cfg.timeline_fit == TimelineFit.scale:
         factor = duration / last
-        return Fit(cfg.frames, [Event(e.start * factor, e.end * factor, e.text) for e in events], scale=factor)
+        return Fit(
+            cfg.frames, [Event(e.start * factor, e.end * factor, e.text) for e in events], scale=factor
+        )
     need = max(cfg.frames, math.ceil(last * cfg.fps - 1e-9))
     need = need if frame_math.is_valid_frame_count(need) else 4 * math.ceil((need - 1) / 4) + 1
     if cfg.max_frames is not None and need > cfg.max_frames:
@@ -122,7 +124,7 @@ class Job:
     result: CaseResult
     dest: Path
     fit: Fit
-    seen_claimed: bool = False  # another live process held it at some point
+    owner: str | None = None  # the other live process that held its claim, when one did
 
 
 @dataclass
@@ -178,13 +180,17 @@ def plan_cases(
         base = CaseResult(item.case_id, item.output_name, "ok", seed=req.seed, **where)
         if fit.problem:
             settings = case_settings(cfg, req, None, None)
-            plan.known.append(dataclasses.replace(base, status="failed", error=fit.problem, settings=settings))
+            plan.known.append(
+                dataclasses.replace(base, status="failed", error=fit.problem, settings=settings)
+            )
             continue
         dest = out / item.output_name
         done = finished_video_problem(dest, req.num_frames, cfg.width, cfg.height) is None
         if done and not cfg.overwrite:
             settings = case_settings(cfg, req, None, None)
-            plan.known.append(dataclasses.replace(base, status="skipped", error="already done", settings=settings))
+            plan.known.append(
+                dataclasses.replace(base, status="skipped", error="already done", settings=settings)
+            )
         else:
             plan.jobs.append(Job(item, req, base, dest, fit))
     return plan

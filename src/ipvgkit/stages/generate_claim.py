@@ -11,6 +11,7 @@ Half-written temp files of a case are deleted only by the process that holds its
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -93,10 +94,8 @@ def _take_over(path: Path, judged: dict[str, Any] | None) -> None:
         return
     moved = read_owner(grave)
     if moved is not None and judged is not None and moved.get("token") != judged.get("token"):
-        try:  # we moved a fresh, live claim: restore it unless a new one exists already
+        with contextlib.suppress(OSError):  # we moved a fresh, live claim: restore it unless a new one exists
             os.link(grave, path)
-        except OSError:
-            pass
     grave.unlink(missing_ok=True)
 
 

@@ -142,39 +142,45 @@ def run_demo(cfg: DemoConfig, progress: Progress | None = None) -> DemoReport:
         return f"{n} pan video(s) written over the reference photos", str(out / "reference" / "track1")
 
     _step(report, "reference submission (Track 1)", progress, reference)
+    generated = _generate_steps(cfg, sets, report, progress) if cfg.generate else {}
+    _pack_steps(out, sets, generated, report, progress)
+    if cfg.score:
+        _score_steps(cfg, sets, generated, report, progress)
+    return report
+
+
+def _generate_steps(cfg: DemoConfig, sets: dict[int, Path], report: DemoReport, progress: Progress) -> dict:
+    """Generate both tracks with tiny-wan (identity none, said in the step's result)."""
+    from ipvgkit.models.base import Identity, ModelOptions
+    from ipvgkit.stages.generate import GenerateConfig, run_generation
 
     generated: dict[int, Path] = {}
-    if cfg.generate:
-        for track in (1, 2):
-            gen_dir = out / "generated" / f"track{track}"
+    for track in (1, 2):
+        gen_dir = Path(cfg.out) / "generated" / f"track{track}"
 
-            def generate(track=track, gen_dir=gen_dir):
-                from ipvgkit.models.base import Identity, ModelOptions
-                from ipvgkit.stages.generate import GenerateConfig, run_generation
+        def generate(track=track, gen_dir=gen_dir):
+            options = ModelOptions(
+                model="tiny-wan", identity=Identity.none, models_dir=cfg.models_dir, device="cpu"
+            )
+            gcfg = GenerateConfig(
+                cases=sets[track], out=gen_dir, track=track, model_options=options, steps=cfg.steps,
+                frames=cfg.frames, height=cfg.height, width=cfg.width, fps=cfg.fps, seed=cfg.seed,
+                overwrite=cfg.overwrite,
+            )  # fmt: skip
+            rep = run_generation(gcfg, progress=_Within(progress, f"generate Track {track}"))
+            rep.raise_if_failed()
+            done, skipped = len(rep.by_status("ok")), len(rep.by_status("skipped"))
+            generated[track] = gen_dir
+            what = f"tiny-wan, identity {rep.identity}, {cfg.frames} frames"
+            return f"{done} generated, {skipped} already done ({what})", str(gen_dir)
 
-                gcfg = GenerateConfig(
-                    cases=sets[track],
-                    out=gen_dir,
-                    track=track,
-                    model_options=ModelOptions(
-                        model="tiny-wan", identity=Identity.none, models_dir=cfg.models_dir, device="cpu"
-                    ),
-                    steps=cfg.steps,
-                    frames=cfg.frames,
-                    height=cfg.height,
-                    width=cfg.width,
-                    fps=cfg.fps,
-                    seed=cfg.seed,
-                    overwrite=cfg.overwrite,
-                )
-                rep = run_generation(gcfg, progress=_Within(progress, f"generate Track {track}"))
-                rep.raise_if_failed()
-                done, skipped = len(rep.by_status("ok")), len(rep.by_status("skipped"))
-                generated[track] = gen_dir
-                what = f"tiny-wan, identity {rep.identity}, {cfg.frames} frames"
-                return f"{done} generated, {skipped} already done ({what})", str(gen_dir)
+        _step(report, f"generate Track {track} (tiny-wan)", progress, generate)
+    return generated
 
-            _step(report, f"generate Track {track} (tiny-wan)", progress, generate)
+
+def _pack_steps(out: Path, sets: dict, generated: dict, report: DemoReport, progress: Progress) -> None:
+    """Pack each submission into the organisers' zip name and check the zip again."""
+    from ipvgkit.stages.pack import PackConfig, check_submission, pack_submission
 
     to_pack = {"reference_facial_results.zip": (out / "reference" / "track1", sets[1])}
     if 1 in generated:
@@ -186,8 +192,6 @@ def run_demo(cfg: DemoConfig, progress: Progress | None = None) -> DemoReport:
             continue
 
         def pack(zip_name=zip_name, folder=folder, cases=cases):
-            from ipvgkit.stages.pack import PackConfig, check_submission, pack_submission
-
             dest = out / "zips" / zip_name
             rep = pack_submission(PackConfig(submission=folder, output=dest, cases=cases, overwrite=True))
             again = check_submission(dest, cases=cases)
@@ -198,36 +202,34 @@ def run_demo(cfg: DemoConfig, progress: Progress | None = None) -> DemoReport:
 
         _step(report, f"pack {zip_name}", progress, pack)
 
-    if cfg.score:
-        to_score = {"reference": (out / "reference" / "track1", sets[1])}
-        if 1 in generated:
-            to_score["generated"] = (generated[1], sets[1])
-        for label, (folder, cases) in to_score.items():
 
-            def score(label=label, folder=folder, cases=cases):
-                from ipvgkit.stages.score import ScoreConfig, run_scoring
+def _score_steps(
+    cfg: DemoConfig, sets: dict, generated: dict, report: DemoReport, progress: Progress
+) -> None:
+    """Score the reference and the generated Track 1 submission with the offline preset."""
+    from ipvgkit.stages.score import ScoreConfig, run_scoring
 
-                score_dir = out / "scores" / f"{label}-track1"
-                rep = run_scoring(
-                    ScoreConfig(
-                        submission=folder,
-                        cases=cases,
-                        out=score_dir,
-                        preset="offline",
-                        models_dir=cfg.models_dir,
-                        overwrite=cfg.overwrite,
-                    )
+    out = Path(cfg.out)
+    to_score = {"reference": (out / "reference" / "track1", sets[1])}
+    if 1 in generated:
+        to_score["generated"] = (generated[1], sets[1])
+    for label, (folder, cases) in to_score.items():
+
+        def score(label=label, folder=folder, cases=cases):
+            score_dir = out / "scores" / f"{label}-track1"
+            rep = run_scoring(
+                ScoreConfig(
+                    submission=folder, cases=cases, out=score_dir, preset="offline",
+                    models_dir=cfg.models_dir, overwrite=cfg.overwrite,
                 )
-                means = rep.summary.get("metrics", {})
-                report.totals[label] = rep.summary
-                report.reports[label] = score_dir / "report.html"
-                shown = ", ".join(
-                    f"{k}={v['mean']:.3f}"
-                    if isinstance(v, dict) and v.get("mean") is not None
-                    else f"{k}=n/a"
-                    for k, v in means.items()
-                )
-                return shown or "scored", str(score_dir / "report.html")
+            )  # fmt: skip
+            means = rep.summary.get("metrics", {})
+            report.totals[label] = rep.summary
+            report.reports[label] = score_dir / "report.html"
+            shown = ", ".join(
+                f"{k}={v['mean']:.3f}" if isinstance(v, dict) and v.get("mean") is not None else f"{k}=n/a"
+                for k, v in means.items()
+            )
+            return shown or "scored", str(score_dir / "report.html")
 
-            _step(report, f"score {label} Track 1 (offline preset)", progress, score)
-    return report
+        _step(report, f"score {label} Track 1 (offline preset)", progress, score)

@@ -48,4 +48,13 @@ def reference_problems(paths: list[Path]) -> list[str]:
     return [p for p in (image_problem(Path(x)) for x in paths) if p]
 
 
-__all__ = ["image_problem", "reference_problems"]
+__all__ = ["check_reference", "image_problem", "reference_problems"]
+
+
+def check_reference(path: Path, key: str) -> None:
+    """Raise the :func:`image_problem` of a case's reference image as that case's ``CaseError``."""
+    from ipvgkit.errors import CaseError
+
+    problem = image_problem(path)
+    if problem:
+        raise CaseError(key, problem)

@@ -16,9 +16,12 @@ load from other processes hits both alike. Weights are loaded once before timing
 - peak memory: each side once more in a fresh subprocess (load + one video), peak RSS.
 - encoding: ``ipvgkit.media.encode_video`` vs diffusers' ``export_to_video`` (imageio-ffmpeg) on the
   same frames.
+- levers (``generate_levers.py``): CFG vs ``--guidance 1``, LoRA unfused vs fused, prompt-embedding
+  cache off vs on, each ``backend.generate`` per video, wall and CPU (``--levers-only``: just these).
 
     .venv/bin/python benchmarks/bench_generate.py                 # 33 frames 128x128, 50 steps, 1 thread
     .venv/bin/python benchmarks/bench_generate.py --steps 8 --videos 4 --reps 3 --json
+    .venv/bin/python benchmarks/bench_generate.py --levers-only --steps 20 --videos 3 --reps 5
 """
 
 from __future__ import annotations
@@ -182,8 +185,42 @@ def _encoding(frames01: np.ndarray, work: Path, args: argparse.Namespace) -> dic
     return {"ours": statistics.median(ours), "diffusers": statistics.median(theirs)}
 
 
+def run_levers_only(args: argparse.Namespace) -> dict:
+    import torch
+    from generate_levers import run_levers
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="ipvg-bench-gen-") as work:
+        models_dir = Path(args.models_dir) if args.models_dir else Path(work) / "models"
+        return {
+            "machine": _machine(args),
+            "settings": _settings(args),
+            "levers": run_levers(args, models_dir),
+        }
+
+
+def _machine(args: argparse.Namespace) -> str:
+    return f"CPU, {os.cpu_count()} cores, {args.threads} torch thread(s)"
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    names = (
+        "frames",
+        "height",
+        "width",
+        "steps",
+        "guidance",
+        "videos",
+        "reps",
+        "threads",
+        "foreground_encode",
+    )
+    return {k: getattr(args, k) for k in (*names, "preset")}
+
+
 def run(args: argparse.Namespace) -> dict:
     import torch
+    from generate_levers import run_levers
 
     from ipvgkit.data.testsets import load_testset
     from ipvgkit.models.tiny import materialise_tiny
@@ -234,23 +271,11 @@ def run(args: argparse.Namespace) -> dict:
         enc = _encoding(frames01, work, args)
         mem_plain = _memory("plain", work, models_dir, args)
         mem_ours = _memory("ours", work, models_dir, args)
+        levers = run_levers(args, models_dir)
         return {
-            "machine": f"CPU, {os.cpu_count()} cores, {args.threads} torch thread(s)",
-            "settings": {
-                k: getattr(args, k)
-                for k in (
-                    "frames",
-                    "height",
-                    "width",
-                    "steps",
-                    "guidance",
-                    "videos",
-                    "reps",
-                    "threads",
-                    "foreground_encode",
-                    "preset",
-                )
-            },
+            "machine": _machine(args),
+            "settings": _settings(args),
+            "levers": levers,
             "wall": _stats(wall),
             "cpu": _stats(cpu),
             "ours_generate_seconds": statistics.median(gen_s),
@@ -290,6 +315,26 @@ def _stats(runs: dict[str, list[float]]) -> dict[str, float]:
         "overhead_percent_of_mins": 100 * (min(runs["ours"]) - min(runs["plain"])) / min(runs["plain"]),
         "overhead_percent_paired": 100 * (statistics.median(ratios) - 1),
     }
+
+
+def _print_levers(r: dict) -> None:
+    from generate_levers import lever_rows
+
+    s = r["settings"]
+    print(
+        f"levers: tiny-wan, {s['frames']} frames {s['width']}x{s['height']}, {s['steps']} steps, "
+        f"backend.generate per video ({s['videos']} videos x {s['reps']} reps, {r['machine']})"
+    )
+    head = ("s/video", "wall median", "CPU median", "speed-up wall", "speed-up CPU")
+    rows = lever_rows(r["levers"], s["guidance"])
+    widths = [max(len(str(x[i])) for x in [head, *rows]) for i in range(len(head))]
+    for row in [head, *rows]:
+        print(
+            "  ".join(
+                str(v).ljust(n) if i == 0 else str(v).rjust(n)
+                for i, (v, n) in enumerate(zip(row, widths, strict=True))
+            )
+        )
 
 
 def _print_table(r: dict) -> None:
@@ -334,6 +379,8 @@ def _print_table(r: dict) -> None:
     )
     verdict = "OK" if w["overhead_percent_paired"] < 10 else "ABOVE TARGET"
     print(f"target: wall overhead < 10 %: {verdict} (other processes on this machine add noise)")
+    print()
+    _print_levers(r)
 
 
 def fmt_mb(v: float | None) -> str:
@@ -355,6 +402,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--models-dir", default=None)
     ap.add_argument("--preset", default="medium", help="x264 preset of the runner (GenerateConfig.preset)")
     ap.add_argument("--foreground-encode", action="store_true", help="runner encodes in line (no overlap)")
+    ap.add_argument("--levers-only", action="store_true", help="only the levers rows (generate_levers.py)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--memory-child", choices=["plain", "ours"], help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
@@ -362,9 +410,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.memory_child:
         _memory_child(args.memory_child, Path(args.work), Path(args.models_dir), args)
         return
-    result = run(args)
+    result = run_levers_only(args) if args.levers_only else run(args)
     if args.json:
         print(json.dumps(result, indent=2))
+    elif args.levers_only:
+        _print_levers(result)
     else:
         _print_table(result)
 

@@ -166,7 +166,7 @@ def main() -> None:
 
     cv2.setNumThreads(args.threads)
     torch.set_num_threads(args.threads)
-    from ipvgkit.metrics.weights import preset_metrics
+    from ipvgkit.metrics.presets import preset_metrics
 
     names = [m for m in args.metrics.split(",") if m] or preset_metrics(args.preset)
     preset = None if args.metrics else args.preset

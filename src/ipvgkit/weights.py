@@ -6,7 +6,8 @@ with :func:`register_file` when the module is imported, so ``ipvg models`` can l
 Search order for a file (never a download):
 
 1. the models directory: the ``models_dir`` argument, else ``ipvgkit.paths.models_dir()``
-   (``$IPVG_MODELS``, else ``~/.cache/ipvg/models``), at ``<models_dir>/<relpath>``;
+   (``$IPVG_MODELS``, else ``~/.cache/ipvg/models``), at ``<models_dir>/<relpath>``, then at each of
+   ``alt_relpaths`` (other names the same file is published under);
 2. extra local folders a ModelFile names in ``extra_paths`` (e.g. ``~/.insightface/models/buffalo_l``);
 3. the Hugging Face hub cache, when ``hf_repo`` is set:
    ``<hf_cache>/models--{org}--{name}/snapshots/*/{hf_path}`` (``hf_path == ""``: the snapshot itself).
@@ -34,6 +35,9 @@ class ModelFile:
     description: str = ""
     used_by: tuple[str, ...] = ()  # metric/backend names
     extra_paths: tuple[str, ...] = ()  # other local places (``~`` expanded), searched after the models dir
+    # other names of the same file inside the models dir (e.g. OpenS2V's ``aesthetic-model.pth`` for
+    # LAION's aesthetic MLP), searched right after ``relpath``
+    alt_relpaths: tuple[str, ...] = ()
 
 
 REGISTRY: dict[str, ModelFile] = {}
@@ -77,10 +81,12 @@ def _hf_candidates(mf: ModelFile) -> tuple[str | None, list[Path]]:
 def find(mf: ModelFile, models_dir: Path | str | None = None) -> tuple[Path | None, list[str]]:
     """Look for ``mf``: returns (the first existing path or None, every place searched in order)."""
     searched: list[str] = []
-    primary = resolve_models_dir(models_dir) / mf.relpath
-    searched.append(str(primary))
-    if _exists(primary):
-        return primary, searched
+    root = resolve_models_dir(models_dir)
+    for rel in (mf.relpath, *mf.alt_relpaths):
+        p = root / rel
+        searched.append(str(p))
+        if _exists(p):
+            return p, searched
     for extra in mf.extra_paths:
         p = Path(extra).expanduser()
         searched.append(str(p))

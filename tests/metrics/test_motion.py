@@ -39,9 +39,10 @@ def _sample(path: Path, metrics) -> VideoSample:
     return VideoSample(_case(), path, info, needed)
 
 
-def ref_motion_amplitude(frames: np.ndarray) -> float:
-    """Independent reference: Farneback on every consecutive pair, maps to width 16, |mean|."""
-    grays = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+def ref_motion_amplitude(frames: np.ndarray, code: int = cv2.COLOR_BGR2GRAY) -> float:
+    """Independent reference of OpenS2V-Eval's get_motionscore.py: RGB frames converted with
+    COLOR_BGR2GRAY, Farneback on every consecutive pair, maps to width 16, |mean|."""
+    grays = [cv2.cvtColor(f, code) for f in frames]
     maps = []
     for a, b in zip(grays[:-1], grays[1:], strict=True):
         flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)
@@ -51,30 +52,36 @@ def ref_motion_amplitude(frames: np.ndarray) -> float:
     return abs(float(np.mean(np.mean(np.array(maps), axis=0))))
 
 
-def ref_dynamic(frames: np.ndarray, fps: float) -> tuple[float, int]:
-    """Independent reference of the VBench rule on our Farneback flow: (value, dynamic pairs)."""
+def ref_pad(img: np.ndarray) -> np.ndarray:
+    """RAFT's InputPadder (sintel): pad to a multiple of 8, edge replicate, split evenly (extra at the end)."""
+    h, w = img.shape[:2]
+    ph, pw = (-h) % 8, (-w) % 8
+    return cv2.copyMakeBorder(img, ph // 2, ph - ph // 2, pw // 2, pw - pw // 2, cv2.BORDER_REPLICATE)
+
+
+def ref_pair_score(flow: np.ndarray) -> float:
+    """VBench get_score: float32 magnitudes, mean of the first int(h*w*0.05) of the sorted list."""
+    u, v = flow[..., 0], flow[..., 1]
+    rad = np.sqrt(np.square(u) + np.square(v))
+    h, w = rad.shape
+    return float(np.mean(abs(np.sort(-rad.flatten()))[: int(h * w * 0.05)]))
+
+
+def ref_dynamic(frames: np.ndarray, fps: float, pad: bool = True) -> tuple[float, int, float]:
+    """Independent reference of VBench's rule on the Farneback substitute: (value, dynamic pairs, max score)."""
     step = max(1, round(fps / 8))
     sub = frames[::step]
     h, w = sub.shape[1:3]
     thres = 6.0 * min(h, w) / 256.0
-    count = 0
+    scores = []
     for a, b in zip(sub[:-1], sub[1:], strict=True):
-        flow = cv2.calcOpticalFlowFarneback(
-            cv2.cvtColor(a, cv2.COLOR_RGB2GRAY),
-            cv2.cvtColor(b, cv2.COLOR_RGB2GRAY),
-            None,
-            0.5,
-            3,
-            15,
-            3,
-            5,
-            1.2,
-            0,
-        )
-        rad = np.sqrt(flow[..., 0].astype(np.float64) ** 2 + flow[..., 1].astype(np.float64) ** 2).ravel()
-        top = np.sort(rad)[::-1][: max(1, int(rad.size * 0.05))]
-        count += int(top.mean() > thres)
-    return (1.0 if count >= round(4 * len(sub) / 16) else 0.0), count
+        ga, gb = (cv2.cvtColor(x, cv2.COLOR_BGR2GRAY) for x in (a, b))
+        if pad:
+            ga, gb = ref_pad(ga), ref_pad(gb)
+        flow = cv2.calcOpticalFlowFarneback(ga, gb, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+        scores.append(ref_pair_score(flow))
+    count = sum(s > thres for s in scores)
+    return (1.0 if count >= round(4 * len(sub) / 16) else 0.0), count, max(scores, default=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +122,9 @@ def test_matches_direct_cv2_computation(videos, name):
     s = _sample(videos[name], [ma, dd])
     assert ma.compute(s).value == pytest.approx(ref_motion_amplitude(frames), abs=1e-6)
     dyn = dd.compute(s)
-    value, count = ref_dynamic(frames, fps)
+    value, count, top = ref_dynamic(frames, fps)
     assert (dyn.value, dyn.extra["pairs_dynamic"]) == (value, count)
+    assert dyn.extra["max_pair_score"] == pytest.approx(top, rel=1e-6)
 
 
 def test_dynamic_degree_samples_about_8_fps(videos):
@@ -157,3 +165,100 @@ def test_flow_threads_give_the_same_numbers(videos):
         s = _sample(videos["moving16"], [ma, dd])
         values.append((ma.compute(s).value, dd.compute(s).extra["max_pair_score"]))
     assert values[0] == values[1]
+
+
+def test_motion_amplitude_converts_rgb_with_the_bgr_code(tmp_path):
+    """Saturated colour: red texture moving 3 px/frame, blue texture 1 px/frame, no green. OpenS2V's
+    COLOR_BGR2GRAY on RGB weights blue by 0.299 and red by 0.114, so the blue motion dominates."""
+    t, h, w = 10, 64, 96
+    red, blue = shifting(t, h, w, 3)[..., 0], shifting(t, h, w, 1)[..., 2]
+    frames = np.stack([red, np.zeros_like(red), blue], axis=-1)
+    path = encode_video(frames, tmp_path / "sat.mp4", fps=8, crf=8)
+    decoded = read_video(path)
+    ma = get_metric("motion_amplitude")
+    value = ma.compute(_sample(path, [ma])).value
+    bgr_ref = ref_motion_amplitude(decoded, cv2.COLOR_BGR2GRAY)
+    rgb_way = ref_motion_amplitude(decoded, cv2.COLOR_RGB2GRAY)
+    assert value == pytest.approx(bgr_ref, abs=1e-6)
+    assert abs(rgb_way - bgr_ref) > 0.1 * bgr_ref  # the conversion moves the number
+
+
+def test_dynamic_degree_pads_to_a_multiple_of_8(tmp_path):
+    """60 x 90 frames (not multiples of 8): padded to 64 x 96 by edge replication before the flow."""
+    frames = shifting(9, 60, 90, 2)
+    path = encode_video(frames, tmp_path / "odd.mp4", fps=8, crf=10)
+    decoded = read_video(path)
+    dd = get_metric("dynamic_degree", flow="opencv-farneback")
+    r = dd.compute(_sample(path, [dd]))
+    value, count, top = ref_dynamic(decoded, 8.0)
+    assert r.extra["pad"] == [3, 3, 2, 2]
+    assert (r.value, r.extra["pairs_dynamic"]) == (value, count)
+    assert r.extra["max_pair_score"] == pytest.approx(top, rel=1e-6)
+    unpadded = ref_dynamic(decoded, 8.0, pad=False)[2]
+    assert abs(unpadded - top) > 1e-3  # the padding (and top 5 % of the padded map) moves the score
+
+
+def test_one_sampled_frame_is_not_dynamic(tmp_path):
+    path = encode_video(texture(32, 32)[None], tmp_path / "one.mp4", fps=8)
+    dd = get_metric("dynamic_degree")
+    r = dd.compute(_sample(path, [dd]))
+    assert r.value == 0.0 and r.error is None and r.extra["pairs"] == 0
+
+
+def test_flow_substitution_is_recorded(tmp_path):
+    """torchvision does not import here: auto falls back to OpenCV and says why in every row."""
+    from ipvgkit.errors import MissingWeightsError
+    from ipvgkit.metrics import MetricContext
+    from ipvgkit.metrics.flow import torchvision_problem
+
+    ctx = MetricContext(models_dir=tmp_path / "models")
+    dd = get_metric("dynamic_degree")
+    dd.load(ctx)
+    path = encode_video(shifting(5, 32, 48, 2), tmp_path / "v.mp4", fps=8)
+    r = dd.compute(_sample(path, [dd]))
+    assert r.extra["flow"] == "opencv-farneback"
+    problem = torchvision_problem()
+    if problem is not None:
+        assert "torchvision" in r.extra["flow_substitution"]
+        with pytest.raises(RuntimeError, match="torchvision"):
+            get_metric("dynamic_degree", flow="raft-things").load(ctx)
+    else:  # torchvision present but no weights in the empty models dir
+        assert "not found" in r.extra["flow_substitution"]
+        with pytest.raises(MissingWeightsError):
+            get_metric("dynamic_degree", flow="raft-things").load(ctx)
+    assert get_metric("dynamic_degree", flow="raft-things").model_files()[0].name == "raft-large-c-t-v1"
+
+
+def test_raft_path_matches_torchvision_run_directly(tmp_path):
+    """Where torchvision imports (not in this build's CPU torch): a raft_large state dict saved under the
+    C_T_V1 file name is found, loaded strict, and gives the flow of torchvision's model run by hand on the
+    sintel-padded frames scaled to [-1, 1]."""
+    import torch
+
+    tv_flow = pytest.importorskip("torchvision.models.optical_flow")
+    from ipvgkit.metrics import MetricContext
+    from ipvgkit.metrics.flow import RAFT_LARGE
+
+    torch.manual_seed(0)
+    net = tv_flow.raft_large(weights=None, progress=False).eval()
+    torch.save(net.state_dict(), tmp_path / RAFT_LARGE.relpath)
+    path = encode_video(shifting(3, 130, 186, 2), tmp_path / "v.mp4", fps=8, crf=10)  # >= 128: torchvision
+    dd = get_metric("dynamic_degree")
+    dd.load(MetricContext(models_dir=tmp_path))
+    r = dd.compute(_sample(path, [dd]))
+    assert r.extra["flow"] == "raft-things" and "flow_substitution" not in r.extra
+    frames = read_video(path)
+    padded = [ref_pad(f) for f in frames]
+    scores = []
+    for a, b in zip(padded[:-1], padded[1:], strict=True):
+        ta, tb = (2 * (torch.from_numpy(x).permute(2, 0, 1)[None].float() / 255.0) - 1 for x in (a, b))
+        with torch.no_grad():
+            flow = net(ta, tb, num_flow_updates=20)[-1][0].permute(1, 2, 0).numpy()
+        scores.append(ref_pair_score(flow))
+    assert r.extra["max_pair_score"] == pytest.approx(max(scores), rel=1e-4)
+    torch.save({"bad": torch.zeros(1)}, tmp_path / RAFT_LARGE.relpath)
+    from ipvgkit.errors import InputError
+    from ipvgkit.metrics.flow import RaftFlow
+
+    with pytest.raises(InputError, match="missing key"):
+        RaftFlow(tmp_path / RAFT_LARGE.relpath)

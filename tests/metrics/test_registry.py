@@ -6,7 +6,7 @@ import pytest
 
 from ipvgkit.errors import UsageError
 from ipvgkit.metrics import METRICS, Metric, MetricResult, get_metric, known_metrics, register
-from ipvgkit.metrics.weights import (
+from ipvgkit.metrics.presets import (
     DEFAULT_WEIGHTS,
     PRESET_OPTIONS,
     PRESETS,
@@ -54,8 +54,12 @@ def test_presets_match_the_spec():
     assert PRESETS["opens2v"] == ["aesthetic", "motion_amplitude", "facesim_cur"]
     assert PRESETS["vbench"] == ["dynamic_degree", "subject_consistency"]
     assert PRESETS["offline"] == ["facesim_dlib", "motion_amplitude", "dynamic_degree"]
-    assert WEIGHTS["opens2v"]["aesthetic"] == Weight(1.0, 4.0, 7.0)
-    assert PRESET_OPTIONS["opens2v"]["facesim_cur"] == {"n_frames": 32, "skip_zero": True}
+    assert WEIGHTS["opens2v"]["aesthetic"] == Weight(0.16, 4.0, 7.0)  # OpenS2V-Eval v1.1 Open-Domain
+    assert PRESET_OPTIONS["opens2v"]["facesim_cur"] == {
+        "n_frames": 32,
+        "skip_zero": True,
+        "opens2v_cases": True,
+    }
     m = get_metric("facesim_cur", **PRESET_OPTIONS["opens2v"]["facesim_cur"])
     assert len(m.frame_indices(81)) == 32
 
@@ -107,3 +111,24 @@ def test_register_rejects_a_second_class_with_the_same_name():
     with pytest.raises(TypeError, match="registered twice"):
         register(Dup)
     assert METRICS["motion_amplitude"].__name__ == "MotionAmplitude"
+
+
+def test_aesthetic_accepts_the_opens2v_file_name(tmp_path):
+    """OpenS2V-Eval ships the LAION MLP as OpenS2V-Weight/aesthetic-model.pth: found under either name."""
+    from ipvgkit.metrics import MetricContext
+    from ipvgkit.metrics.clip import AESTHETIC_MLP
+    from ipvgkit.stages.score import check_weights
+    from ipvgkit.weights import find
+    from tests.metrics.tiny_models import make_tiny_aesthetic, make_tiny_clip
+
+    make_tiny_clip(tmp_path / "clip-vit-large-patch14", seed=1)
+    make_tiny_aesthetic(tmp_path / "aesthetic-model.pth")
+    m = get_metric("aesthetic")
+    check_weights([m], tmp_path)  # no MissingWeightsError
+    m.load(MetricContext(models_dir=tmp_path))
+    assert m.layers is not None
+    path, searched = find(AESTHETIC_MLP, tmp_path)
+    assert path == tmp_path / "aesthetic-model.pth"
+    assert searched[0].endswith("sac+logos+ava1-l14-linearMSE.pth")  # LAION's name is looked for first
+    make_tiny_aesthetic(tmp_path / "sac+logos+ava1-l14-linearMSE.pth")
+    assert find(AESTHETIC_MLP, tmp_path)[0].name == "sac+logos+ava1-l14-linearMSE.pth"

@@ -156,28 +156,6 @@ def test_vace_with_one_and_two_references(models_dir, tom_hanks, astronaut):
 
 
 # ---------------------------------------------------------------- LoRA
-@pytest.fixture(scope="module")
-def tiny_lora(models_dir, tmp_path_factory):
-    """A LoRA with non-zero B made with peft on the tiny transformer, saved in diffusers format."""
-    from diffusers import WanPipeline, WanTransformer3DModel
-    from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict
-
-    from ipvgkit.models.tiny import materialise_tiny
-
-    transformer = WanTransformer3DModel.from_pretrained(
-        materialise_tiny("tiny-wan", models_dir) / "transformer"
-    )
-    torch.manual_seed(1)
-    config = LoraConfig(
-        r=4, lora_alpha=8, init_lora_weights=False, target_modules=["to_q", "to_k", "to_v", "to_out.0"]
-    )
-    transformer.add_adapter(config)
-    out = tmp_path_factory.mktemp("lora")
-    WanPipeline.save_lora_weights(out, transformer_lora_layers=get_peft_model_state_dict(transformer))
-    return out
-
-
 def test_lora_changes_the_output_and_scale_zero_is_the_base(models_dir, tiny_lora, tiny_wan):
     from safetensors import safe_open
 

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "generate",
     "score",
     "pack",
+    "prepare",
     "models",
     "demo",
     "doctor",

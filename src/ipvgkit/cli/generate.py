@@ -21,7 +21,9 @@ from ipvgkit.cli.options import (
     config_values,
     opt,
 )
-from ipvgkit.models.base import Cache, DType, Identity, Offload, TimelineMode
+from ipvgkit.models.base import DType, Identity, Offload, TimelineMode
+from ipvgkit.models.caches import Cache
+from ipvgkit.models.prompts import TextEncoderPlacement
 from ipvgkit.stages.generate_types import TimelineFit
 
 EPILOG = """Examples:
@@ -51,8 +53,17 @@ def generate(
     model: Annotated[
         str | None, opt("--model", help="Hub id, local diffusers folder or tiny-wan (required).")
     ] = None,
-    lora: Annotated[list[Path] | None, opt("--lora", help="LoRA folder or file (repeatable).")] = None,
-    lora_scale: Annotated[float | None, opt("--lora-scale", help="LoRA strength (default 1.0).")] = None,
+    lora: Annotated[
+        list[str] | None,
+        opt(
+            "--lora",
+            help="LoRA file/folder as PATH[:SCALE][:both|high|low] (repeatable; high/low: one Wan 2.2 expert).",
+        ),
+    ] = None,
+    lora_scale: Annotated[
+        float | None,
+        opt("--lora-scale", help="Strength of each --lora without its own :SCALE (default 1.0)."),
+    ] = None,
     identity: Annotated[
         Identity | None, opt("--identity", help="How the reference image conditions (default auto).")
     ] = None,
@@ -82,10 +93,24 @@ def generate(
     shard: Annotated[str | None, opt("--shard", help="K/N: take the K-th of N shares (1-based).")] = None,
     dtype: Annotated[DType | None, opt("--dtype", help="Model precision (default bf16).")] = None,
     offload: Annotated[Offload | None, opt("--offload", help="CPU offload (default none).")] = None,
-    vae_tiling: Annotated[bool, opt("--vae-tiling", help="Decode the VAE in tiles (less memory).")] = False,
+    vae_tiling: Annotated[
+        bool | None,
+        opt("--vae-tiling/--no-vae-tiling", help="Decode the VAE in tiles (default: on at >= 720p)."),
+    ] = None,
     compile_model: Annotated[bool, opt("--compile", help="torch.compile the transformer.")] = False,
     cache: Annotated[
-        Cache | None, opt("--cache", help="Diffusers cache hook (default none; see docs/models.md).")
+        Cache | None,
+        opt("--cache", help="A diffusers cache hook (default none; see docs/models.md)."),
+    ] = None,
+    # --- real-run options (docs/models.md): scheduler shift, LoRA fusing, text encoder placement
+    flow_shift: Annotated[
+        float | None,
+        opt("--flow-shift", help="Scheduler shift (default Wan 2.1: 3.0 below 720p, 5.0 at 720p)."),
+    ] = None,
+    lora_fuse: Annotated[bool, opt("--lora-fuse", help="Fuse the LoRAs into the weights (faster).")] = False,
+    text_encoder: Annotated[
+        TextEncoderPlacement | None,
+        opt("--text-encoder", help="Where T5 runs: device (default), cpu, or offload (GPU only to encode)."),
     ] = None,
     device: DeviceOpt = None,
     models_dir: ModelsDirOpt = None,
@@ -101,8 +126,11 @@ def generate(
 
     model_options = config_values(
         model=model, lora=lora, lora_scale=lora_scale, identity=identity, dtype=dtype, offload=offload,
-        vae_tiling=vae_tiling, compile=compile_model, cache=cache, device=device, models_dir=models_dir,
+        compile=compile_model, cache=cache, flow_shift=flow_shift, lora_fuse=lora_fuse,
+        text_encoder=text_encoder, device=device, models_dir=models_dir,
     )  # fmt: skip
+    if vae_tiling is not None:  # a tri-state flag: --no-vae-tiling (False) is a choice too
+        model_options["vae_tiling"] = vae_tiling
     cli = config_values(
         track=track, cases=cases, out=out_dir, timeline_mode=timeline_mode, timeline_units=timeline_units,
         timeline_fit=timeline_fit, max_frames=max_frames, steps=steps, guidance=guidance, frames=frames,
@@ -150,6 +178,19 @@ def _print_summary(report) -> None:
     extra = f", weights loaded in {report.load_seconds:.1f} s" if report.load_seconds is not None else ""
     out.print(f"identity: {report.identity}", highlight=False)
     out.print(f"{report.seconds:.1f} s in all{extra}; log: {report.log_path}", highlight=False)
+    _print_defaults(report)
+
+
+def _print_defaults(report) -> None:
+    """Say the settings the backend chose by default (flow shift, VAE tiling, negative prompt)."""
+    from rich.markup import escape
+
+    from ipvgkit.cli.ui import out
+    from ipvgkit.models.wan import defaults_said
+
+    first = next((r for r in report.results if r.status == "ok" and r.backend), None)
+    for line in defaults_said(first.backend if first else None):
+        out.print(f"default: {escape(line)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

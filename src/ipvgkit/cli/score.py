@@ -18,6 +18,7 @@ from ipvgkit.cli.options import (
     SetOpt,
     TimelineUnitsOpt,
 )
+from ipvgkit.metrics.presets import PRESETS
 
 EPILOG = """Examples:
 
@@ -30,9 +31,12 @@ EPILOG = """Examples:
   ipvg score runA/ runB/ runC/ --cases eval.json --preset offline --select best/ -o scores/
 
 Presets: consisid (facesim_cur, facesim_arc, face_feat_dist, clipscore), opens2v (aesthetic,
-motion_amplitude, facesim_cur), vbench (dynamic_degree, subject_consistency), offline (facesim_dlib,
-motion_amplitude, dynamic_degree; needs no downloaded weights). Outputs: OUTDIR/scores.jsonl,
-summary.json, report.html, score.yaml. Reruns reuse unchanged videos; --overwrite recomputes.
+motion_amplitude, facesim_cur; OpenS2V-Eval v1.1 Open-Domain weights, partial total; opens2v-human,
+opens2v-v1.0, opens2v-v1.0-human: the other weight tables), vbench (dynamic_degree,
+subject_consistency; RAFT-things flow when torchvision and its weights are there, else OpenCV,
+said in the output), offline (facesim_dlib, motion_amplitude, dynamic_degree; needs no downloaded
+weights). Outputs: OUTDIR/scores.jsonl, summary.json, report.html, score.yaml. Reruns reuse
+unchanged videos; --overwrite recomputes.
 """
 
 
@@ -49,7 +53,7 @@ def score(
     ],
     cases: CasesOpt = None,
     preset: Annotated[
-        str | None, _opt("--preset", "-p", help="consisid, opens2v, vbench or offline (default consisid).")
+        str | None, _opt("--preset", "-p", help=f"{', '.join(PRESETS)} (default consisid).")
     ] = None,
     metrics: Annotated[
         str | None, _opt("--metrics", "-m", help="Comma-separated metric names instead of a preset.")
@@ -157,13 +161,13 @@ def print_score_table(report) -> None:
 
     s = report.summary
     table = Table(title=f"ipvg score ({s.get('preset') or 'custom'}) -> {report.out}")
-    for col in ("metric", "mean", "videos", "failed", "n/a", "no-face frames"):
+    for col in ("metric", "value", "videos", "failed", "n/a", "no-face frames"):
         table.add_column(col, justify="left" if col == "metric" else "right")
     for name, m in s["metrics"].items():
         nf = m.get("frames_no_face")
         table.add_row(
             name,
-            _fmt(m["mean"]),
+            _fmt(m.get("run_value", m["mean"])),  # the run value the total uses (e.g. frame-weighted)
             str(m["n"]),
             str(m["n_failed"]),
             str(m["n_not_applicable"]),
@@ -175,6 +179,10 @@ def print_score_table(report) -> None:
         )
     table.add_row("[bold]total[/]", f"[bold]{_fmt(s.get('total'))}[/]", "", "", "", "")
     out.print(table)
+    from ipvgkit.metrics.setup import setup_lines
+
+    for line in setup_lines(s):
+        out.print(line, highlight=False, markup=False)
     v = s["videos"]
     out.print(
         f"{v['scored']}/{v['cases']} videos scored ({report.scored} computed, {report.reused} reused), "

@@ -46,7 +46,10 @@ class Sample:
     by). ``ref_images`` are crops relative to the manifest folder; ``ref_same_segment`` says that no
     face from another segment of the same identity was available, so the reference was cut from the
     training clip itself. ``cache`` maps a cache key (model, revision, resolution, frames) to the
-    cached-tensor file of this sample, relative to the manifest folder.
+    cached-tensor file of this sample, relative to the manifest folder. ``video_id`` is the id the
+    annotations use, ``video_fps`` the frame rate of the file on disk (it may differ from ``fps``
+    after a re-encode), ``events_units`` how the annotation gave the event times ("seconds" or
+    "frames"; the events are stored in seconds either way).
     """
 
     sample_id: str
@@ -69,6 +72,9 @@ class Sample:
     quality: dict[str, float] = field(default_factory=dict)
     face_embedding: str | None = None
     cache: dict[str, str] = field(default_factory=dict)
+    video_id: str | None = None
+    video_fps: float | None = None
+    events_units: str | None = None
     schema: int = SCHEMA
 
     @property

@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
@@ -177,6 +177,13 @@ class VideoSample:
         self.cache.clear()
 
 
+# How a metric's per-video values become its run value (declared on the metric class):
+# "video_mean": the mean over videos with a value; "frame_weighted": sum of value x weight / sum of weights,
+# the weight being ``extra[run_weight_key]`` (VBench's subject consistency: frames compared per video).
+RunAggregation = Literal["video_mean", "frame_weighted"]
+RUN_AGGREGATIONS: tuple[str, ...] = ("video_mean", "frame_weighted")
+
+
 class Metric(ABC):
     """A per-video metric. Subclasses set ``name``/``family`` and register with ``@register``.
 
@@ -191,6 +198,10 @@ class Metric(ABC):
     # torch/onnxruntime model (those use every core already and would be loaded once per process).
     process_parallel: ClassVar[bool] = False
     description: ClassVar[str] = ""
+    run_aggregation: ClassVar[RunAggregation] = "video_mean"
+    run_weight_key: ClassVar[str] = ""  # the ``extra`` key with a video's weight (frame_weighted)
+    # ``extra`` keys whose distinct values over the run are listed in the summary (e.g. the flow that ran)
+    recorded_keys: ClassVar[tuple[str, ...]] = ()
 
     def model_files(self) -> list[ModelFile]:
         """The model files this metric needs (registered in ``ipvgkit.weights``); may be empty."""
@@ -229,6 +240,31 @@ class Metric(ABC):
     def options(self) -> dict:
         """The settings that change this metric's numbers (part of the resume signature)."""
         return {}
+
+    def run_value(self, results: list[MetricResult]) -> float | None:
+        """The run value of the per-video ``results`` by :attr:`run_aggregation` (None: no video has one)."""
+        got = [r for r in results if r.value is not None]
+        if not got:
+            return None
+        if self.run_aggregation == "video_mean":
+            return sum(float(r.value) for r in got) / len(got)
+        weights = [float(r.extra.get(self.run_weight_key, 0)) for r in got]
+        if sum(weights) <= 0:
+            return None
+        return sum(float(r.value) * w for r, w in zip(got, weights, strict=True)) / sum(weights)
+
+    def run_summary(self, results: list[MetricResult]) -> dict:
+        """What the run summary says about this metric beyond its mean: the run value, the rule that made
+        it, and the distinct values of :attr:`recorded_keys` (a substitution is never silent)."""
+        out: dict[str, Any] = {"run_value": self.run_value(results), "aggregation": self.run_aggregation}
+        recorded = {}
+        for key in self.recorded_keys:
+            seen = sorted({str(r.extra[key]) for r in results if r.extra.get(key) is not None})
+            if seen:
+                recorded[key] = seen
+        if recorded:
+            out["recorded"] = recorded
+        return out
 
     def __repr__(self) -> str:
         return f"<metric {self.name}>"

@@ -44,8 +44,10 @@ AESTHETIC_MLP = register_file(
         relpath="sac+logos+ava1-l14-linearMSE.pth",
         source=(
             "https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/"
-            "sac+logos+ava1-l14-linearMSE.pth (save it in the models dir)"
+            "sac+logos+ava1-l14-linearMSE.pth (save it in the models dir; OpenS2V-Eval's copy "
+            "BestWishYsh/OpenS2V-Weight aesthetic-model.pth is accepted under that name too)"
         ),
+        alt_relpaths=("aesthetic-model.pth",),
         hf_repo="camenduru/improved-aesthetic-predictor",
         hf_path="sac+logos+ava1-l14-linearMSE.pth",
         description="LAION improved aesthetic predictor MLP 768-1024-128-64-16-1 on CLIP ViT-L/14 embeddings",

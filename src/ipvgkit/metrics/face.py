@@ -30,6 +30,27 @@ from ipvgkit.weights import ModelFile, locate
 DLIB_SAME_PERSON = 0.6  # dlib's own threshold on the Euclidean distance of two descriptors
 
 
+def opens2v_skip(case) -> str | None:
+    """Why OpenS2V-Eval gives this case no FaceSim value (:mod:`ipvgkit.metrics.opens2v`), or None."""
+    from ipvgkit.metrics.opens2v import HUMAN_KEYWORDS, REFERENCE_DIRS, is_human_case, reference_index
+
+    if not is_human_case(case):
+        return f"not a human case (OpenS2V-Eval scores faces only for {', '.join(HUMAN_KEYWORDS)} videos)"
+    if reference_index(case) is None:
+        return f"no reference image under {', '.join(REFERENCE_DIRS)} (OpenS2V-Eval skips the case)"
+    return None
+
+
+def opens2v_ref_face(sample: VideoSample, backend: Any) -> tuple[int, Face] | None:
+    """(index, face) of OpenS2V-Eval's reference image of the case, or None when it has no face."""
+    from ipvgkit.faces.cache import ref_faces
+    from ipvgkit.metrics.opens2v import reference_index
+
+    i = reference_index(sample.case)
+    face = ref_faces(sample, backend)[i] if i is not None else None
+    return (i, face) if face is not None else None
+
+
 def linspace_indices(n_frames: int, n: int = 16) -> list[int]:
     """``linspace(0, n_frames-1, n)`` cast to int (SPEC §4; repeats kept when the video is short)."""
     if n_frames <= 0:
@@ -87,9 +108,16 @@ class _FaceMetric(Metric):
     backend_name = "buffalo_l"
     zero_if_no_face = True
 
-    def __init__(self, n_frames: int = 16, skip_zero: bool = False, backend: str | None = None):
+    def __init__(
+        self,
+        n_frames: int = 16,
+        skip_zero: bool = False,
+        backend: str | None = None,
+        opens2v_cases: bool = False,
+    ):
         self.n_frames = int(n_frames)
         self.skip_zero = bool(skip_zero)
+        self.opens2v_cases = bool(opens2v_cases)  # OpenS2V-Eval's human-only cases and reference choice
         if backend is not None:
             self.backend_name = backend
         self.backend: Any = None
@@ -97,7 +125,10 @@ class _FaceMetric(Metric):
         self.batch_size = 16
 
     def options(self) -> dict:
-        return {"n_frames": self.n_frames, "skip_zero": self.skip_zero, "backend": self.backend_name}
+        opts = {"n_frames": self.n_frames, "skip_zero": self.skip_zero, "backend": self.backend_name}
+        if self.opens2v_cases:
+            opts["opens2v_cases"] = True
+        return opts
 
     def model_files(self) -> list[ModelFile]:
         if self.backend_name in files.PACKS:
@@ -127,9 +158,13 @@ class _FaceMetric(Metric):
 
     # -- shared loop -----------------------------------------------------------------------------
     def _ref_feature(self, sample: VideoSample) -> tuple[np.ndarray, int] | None:
-        key = ("ref_feature", self.feature_key, self.backend.name)
+        key = ("ref_feature", self.feature_key, self.backend.name, self.opens2v_cases)
         if key not in sample.cache:
-            found = first_ref_face(sample, self.backend)
+            found = (
+                opens2v_ref_face(sample, self.backend)
+                if self.opens2v_cases
+                else first_ref_face(sample, self.backend)
+            )
             if found is None:
                 sample.cache[key] = None
             else:
@@ -164,6 +199,8 @@ class _FaceMetric(Metric):
     def compute(self, sample: VideoSample) -> MetricResult:
         if self.backend is None:
             raise RuntimeError(f"{self.name}: load() was not called")
+        if self.opens2v_cases and (skip := opens2v_skip(sample.case)):
+            return MetricResult.not_applicable(skip)
         ref = self._ref_feature(sample)
         if ref is None:
             return self._no_ref(sample)
@@ -208,8 +245,8 @@ class _CropModelMetric(_FaceMetric):
 
     model_file: ClassVar[ModelFile]
 
-    def __init__(self, n_frames: int = 16, skip_zero: bool = False, backend: str | None = None):
-        super().__init__(n_frames=n_frames, skip_zero=skip_zero, backend=backend)
+    def __init__(self, *args: Any, **kw: Any):
+        super().__init__(*args, **kw)
         self.model: Any = None
 
     def model_files(self) -> list[ModelFile]:
@@ -295,8 +332,8 @@ class FaceFID(_InceptionMetric):
         "Fréchet distance of InceptionV3 features: reference faces vs all generated face crops (run-level)"
     )
 
-    def __init__(self, n_frames: int = 16, skip_zero: bool = False, backend: str | None = None):
-        super().__init__(n_frames=n_frames, skip_zero=skip_zero, backend=backend)
+    def __init__(self, *args: Any, **kw: Any):
+        super().__init__(*args, **kw)
         self._real: dict[str, np.ndarray] = {}
         self._gen: dict[str, np.ndarray] = {}
 

@@ -1,62 +1,31 @@
-"""Motion metrics from OpenCV Farneback optical flow: ``motion_amplitude`` and ``dynamic_degree``.
+"""Motion metrics: ``motion_amplitude`` (OpenS2V-Eval) and ``dynamic_degree`` (VBench).
 
-Both use the same Farneback settings on grayscale frames, so a flow between two frames is computed
-once per video and shared through ``sample.cache`` (key ``("flow", i, j)``).
+The flows come from :mod:`ipvgkit.metrics.flow` (grey conversion, padding, RAFT or Farneback) and are
+shared between the two metrics through ``sample.cache`` when they ask for the same flow.
 """
 
 from __future__ import annotations
 
-import os
+from typing import Any
 
 import numpy as np
 
 from ipvgkit.metrics.base import Metric, MetricContext, MetricResult, VideoSample
+from ipvgkit.metrics.flow import (
+    FARNEBACK,
+    FLOW_CHOICES,
+    NO_PAD,
+    RAFT_LARGE,
+    default_workers,
+    pair_flows,
+    raft_model,
+    resolve_flow,
+    sintel_pad,
+)
 from ipvgkit.metrics.registry import register
+from ipvgkit.weights import ModelFile
 
-# cv2.calcOpticalFlowFarneback(prev, next, None, pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, flags)
-FARNEBACK = dict(pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
-
-
-def gray(frame: np.ndarray) -> np.ndarray:
-    """RGB uint8 frame -> 8-bit grayscale (cv2's weights)."""
-    import cv2
-
-    return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
-
-
-def farneback(prev_gray: np.ndarray, next_gray: np.ndarray) -> np.ndarray:
-    """Dense flow ``(H, W, 2)`` float32 from ``prev_gray`` to ``next_gray``."""
-    import cv2
-
-    return cv2.calcOpticalFlowFarneback(prev_gray, next_gray, None, **FARNEBACK)
-
-
-def default_workers() -> int:
-    """Threads for optical flow (OpenCV releases the GIL): the CPU count, at most 8."""
-    return max(1, min(8, os.cpu_count() or 1))
-
-
-def pair_flows(sample: VideoSample, pairs: list[tuple[int, int]], workers: int = 1) -> list[np.ndarray]:
-    """Flows for ``(i, j)`` frame pairs, computed once per video and cached in ``sample.cache``.
-
-    With ``workers > 1`` the pairs are spread over threads; each flow is the same computation, so the
-    numbers do not depend on ``workers``.
-    """
-    todo = [p for p in pairs if ("flow", *p) not in sample.cache]
-    if todo:
-        idx = sorted({i for p in todo for i in p})
-        frames = sample.frames(idx)
-        grays = {i: gray(f) for i, f in zip(idx, frames, strict=True)}
-        if workers > 1 and len(todo) > 1:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(max_workers=min(workers, len(todo))) as pool:
-                flows = list(pool.map(lambda p: farneback(grays[p[0]], grays[p[1]]), todo))
-        else:
-            flows = [farneback(grays[i], grays[j]) for i, j in todo]
-        for p, f in zip(todo, flows, strict=True):
-            sample.cache[("flow", *p)] = f
-    return [sample.cache[("flow", *p)] for p in pairs]
+__all__ = ["FARNEBACK", "DynamicDegree", "MotionAmplitude", "dynamic_step", "top5_mean_magnitude"]
 
 
 def _workers(ctx: MetricContext) -> int:
@@ -65,7 +34,7 @@ def _workers(ctx: MetricContext) -> int:
 
 
 def downscale_flow(flow: np.ndarray, width: int = 16) -> np.ndarray:
-    """A flow map resized (area interpolation) to ``width`` columns, height in proportion."""
+    """A flow map resized (area interpolation) to ``width`` columns, height ``int(h * width / w)``."""
     import cv2
 
     h, w = flow.shape[:2]
@@ -75,10 +44,11 @@ def downscale_flow(flow: np.ndarray, width: int = 16) -> np.ndarray:
 
 @register
 class MotionAmplitude(Metric):
-    """OpenS2V-style motion amplitude: |mean of the signed flow|, flows downscaled to width 16.
+    """OpenS2V-Eval motion amplitude (``eval/get_motionscore.py``, ``motion_fb``): |mean signed flow|.
 
-    Flow between every pair of consecutive frames; each map is area-resized to width 16; the maps are
-    averaged, and the value is the absolute value of the mean over all cells and both components.
+    Every frame, grey by ``COLOR_BGR2GRAY`` on the RGB frame (the reference's conversion), Farneback flow
+    between consecutive frames, each map area-resized to width 16; the maps are averaged over pairs and
+    the value is the absolute value of the mean over all cells and both components.
     """
 
     name = "motion_amplitude"
@@ -112,7 +82,8 @@ class MotionAmplitude(Metric):
         mean_map = np.mean(np.stack(small), axis=0)
         value = abs(float(np.mean(mean_map)))
         mean_mag = float(np.mean([np.mean(np.linalg.norm(s, axis=-1)) for s in small]))
-        return MetricResult(value, {"pairs": len(pairs), "mean_magnitude": mean_mag})
+        extra = {"pairs": len(pairs), "mean_magnitude": mean_mag, "flow": "opencv-farneback"}
+        return MetricResult(value, extra)
 
 
 def dynamic_step(fps: float) -> int:
@@ -121,37 +92,64 @@ def dynamic_step(fps: float) -> int:
 
 
 def top5_mean_magnitude(flow: np.ndarray) -> float:
-    """Mean of the top 5% flow magnitudes of one flow map (VBench's per-pair score)."""
-    mag = np.sqrt(np.square(flow[..., 0], dtype=np.float64) + np.square(flow[..., 1], dtype=np.float64))
-    flat = mag.ravel()
-    k = max(1, int(flat.size * 0.05))
-    top = np.partition(flat, flat.size - k)[flat.size - k :]  # the k largest (same set as a full sort)
+    """VBench's ``get_score``: mean of the ``int(h*w*0.05)`` largest flow magnitudes, in float32 as there.
+
+    ``h, w`` are the flow map's (padded) size; at least one value is kept (VBench's mean of an empty
+    list, for maps under 20 pixels, would be NaN).
+    """
+    u, v = flow[..., 0].astype(np.float32), flow[..., 1].astype(np.float32)
+    flat = np.sqrt(np.square(u) + np.square(v)).ravel()
+    k = max(1, int(flow.shape[0] * flow.shape[1] * 0.05))
+    top = np.partition(flat, flat.size - k)[flat.size - k :]  # the k largest (the same set as a full sort)
     return float(np.mean(np.sort(top)[::-1]))
 
 
 @register
 class DynamicDegree(Metric):
-    """VBench-like dynamic degree with OpenCV Farneback flow instead of RAFT (no RAFT weights offline).
+    """VBench dynamic degree (``vbench/dynamic_degree.py``): 1.0 when the video moves, else 0.0.
 
-    Frames every ``round(fps/8)`` (about 8 fps); a consecutive pair is dynamic when the mean of its top
-    5% flow magnitudes exceeds ``6 * min(H, W) / 256``; the video is dynamic (1.0, else 0.0) when at least
-    ``round(4 * n / 16)`` pairs are, n = number of sampled frames.
+    Frames every ``max(1, round(fps/8))``; n = their count. Each consecutive pair is padded to a multiple
+    of 8 (RAFT's sintel ``InputPadder``, edge replicate) and its flow computed (RAFT-things, 20 updates,
+    when torchvision and the ``C_T_V1`` weights are there; else OpenCV Farneback, a recorded
+    substitution); pair score = mean of the top ``int(h*w*0.05)`` magnitudes of the padded flow; a pair
+    is dynamic above ``6 * min(H, W) / 256`` (unpadded size); the video is dynamic when at least
+    ``round(4 * n / 16)`` pairs are. A video with one sampled frame scores 0 (no pair moves).
     """
 
     name = "dynamic_degree"
-    process_parallel = True  # OpenCV only
+    recorded_keys = ("flow", "flow_substitution")
     family = "motion"
-    description = "VBench-like dynamic degree (Farneback flow at ~8 fps; 1.0 dynamic / 0.0 static)"
+    description = (
+        "VBench dynamic degree (RAFT-things or recorded OpenCV substitute; 1.0 dynamic / 0.0 static)"
+    )
 
-    def __init__(self, fps: float | None = None):
+    def __init__(self, fps: float | None = None, flow: str = "auto"):
+        if flow not in FLOW_CHOICES:
+            raise ValueError(f"flow must be one of {', '.join(FLOW_CHOICES)}, got {flow!r}")
         self.fps = fps  # override the video's fps (tests / odd containers)
+        self.flow = flow
         self.workers = 1
+        self.algorithm = "opencv-farneback"
+        self.substitution: str | None = None
+        self.raft: Any = None
+
+    @property
+    def process_parallel(self) -> bool:  # type: ignore[override]
+        """OpenCV flow gains from video chunks in processes; RAFT (torch, one model per process) does not."""
+        from ipvgkit.metrics.flow import torchvision_problem
+
+        return self.flow == "opencv-farneback" or torchvision_problem() is not None
 
     def load(self, ctx: MetricContext) -> None:
         self.workers = _workers(ctx)
+        self.algorithm, self.substitution = resolve_flow(self.flow, ctx.models_dir)
+        self.raft = raft_model(ctx.models_dir, ctx.device) if self.algorithm == "raft-things" else None
 
     def options(self) -> dict:
-        return {"fps": self.fps}
+        return {"fps": self.fps, "flow": self.flow}
+
+    def model_files(self) -> list[ModelFile]:
+        return [RAFT_LARGE] if self.flow == "raft-things" else []
 
     def _indices(self, n_frames: int, fps: float) -> list[int]:
         return list(range(0, n_frames, dynamic_step(fps)))
@@ -164,23 +162,32 @@ class DynamicDegree(Metric):
         """The frames read from a video with ``n_frames`` frames at ``fps``."""
         return self._indices(n_frames, self.fps or fps)
 
+    def flow_record(self) -> dict:
+        """What every row records about the flow that ran (and why RAFT was substituted, if it was)."""
+        rec: dict[str, Any] = {"flow": self.algorithm}
+        if self.substitution:
+            rec["flow_substitution"] = self.substitution
+        return rec
+
     def compute(self, sample: VideoSample) -> MetricResult:
         idx = self.frame_indices_for(sample.n_frames, float(sample.info.fps))
-        if len(idx) < 2:
-            return MetricResult(None, {"pairs": 0}, "needs at least 2 frames at ~8 fps")
         h, w = int(sample.info.height), int(sample.info.width)
         thres = 6.0 * (min(h, w) / 256.0)
         need = int(round(4 * (len(idx) / 16.0)))
+        step = dynamic_step(self.fps or float(sample.info.fps))
+        base = {"threshold": thres, "step": step, "pairs_needed": need, **self.flow_record()}
+        if len(idx) < 2:
+            return MetricResult(0.0, {**base, "pairs": 0, "pairs_dynamic": 0, "note": "one sampled frame"})
+        pad = sintel_pad(h, w)
         pairs = list(zip(idx[:-1], idx[1:], strict=True))
-        scores = [top5_mean_magnitude(f) for f in pair_flows(sample, pairs, self.workers)]
+        flows = pair_flows(sample, pairs, self.workers, pad=pad, raft=self.raft)
+        scores = [top5_mean_magnitude(f) for f in flows]
         n_dyn = int(sum(s > thres for s in scores))
-        value = 1.0 if n_dyn >= need else 0.0
         extra = {
+            **base,
             "pairs": len(pairs),
             "pairs_dynamic": n_dyn,
-            "pairs_needed": need,
-            "threshold": thres,
-            "step": dynamic_step(self.fps or float(sample.info.fps)),
+            "pad": list(pad) if pad != NO_PAD else None,
             "max_pair_score": max(scores),
         }
-        return MetricResult(value, extra)
+        return MetricResult(1.0 if n_dyn >= need else 0.0, extra)

@@ -52,13 +52,6 @@ class Offload(StrEnum):
     sequential = "sequential"
 
 
-class Cache(StrEnum):
-    """Diffusers cache hook on the transformer (see :mod:`ipvgkit.models.runtime`)."""
-
-    none = "none"
-    first_block = "first-block"
-
-
 def choices(enum: type[StrEnum]) -> str:
     """The values of a choice, for messages: ``"masked, soft, prompt"``."""
     return ", ".join(m.value for m in enum)
@@ -77,17 +70,20 @@ class ModelOptions:
     model: str | None = None
     backend: str = "auto"  # auto | wan | wan-vace | consisid
     identity: Identity = Identity.auto
-    lora: list[Path] = field(default_factory=list)
+    lora: list[Path] = field(default_factory=list)  # each PATH[:SCALE][:EXPERTS] (ipvgkit.models.lora)
     lora_scale: float = 1.0
     dtype: DType = DType.bf16
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     offload: Offload = Offload.none
-    vae_tiling: bool = False
+    vae_tiling: bool | None = None  # None: on at >= 720p, off below (ipvgkit.models.sizes)
     compile: bool = False
-    # a Cache value; kept a plain string so that runtime.validate_options can say why a known diffusers
-    # cache that Wan cannot use (faster-cache, pab) is refused
-    cache: str = Cache.none.value
+    # an ipvgkit.models.caches.Cache value; kept a plain string so that caches.check_cache can say why a
+    # known diffusers cache that Wan cannot use (faster-cache, pab, ...) is refused
+    cache: str = "none"
     models_dir: Path | None = None
+    lora_fuse: bool = False  # merge the weighted LoRAs into the weights after loading (ipvgkit.models.lora)
+    flow_shift: float | None = None  # None: per size (Wan 2.1) or the checkpoint's (Wan 2.2); models.sizes
+    text_encoder: str = "device"  # device | cpu | offload: ipvgkit.models.prompts.TextEncoderPlacement
 
 
 @dataclass

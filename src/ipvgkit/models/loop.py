@@ -60,6 +60,35 @@ def _timestep(pipe: Any, t: torch.Tensor, latents: torch.Tensor, n_ref: int) -> 
     return per_token.unsqueeze(0).expand(latents.shape[0], -1)
 
 
+def model_prediction(
+    pipe: Any,
+    model: Any,
+    latents: torch.Tensor,
+    t: torch.Tensor,
+    embeds: torch.Tensor,
+    ref: torch.Tensor | None = None,
+    context: str = "cond",
+    cache_kwargs: dict | None = None,
+) -> torch.Tensor:
+    """One transformer call: the model's prediction for the video latents ``(B, C, F, h, w)`` (float32) at
+    timestep ``t`` given the text context ``embeds`` and, for ``reference-concat``, the clean reference
+    latents ``ref`` prepended along the frames (their part of the output is dropped). The timeline
+    processors, when installed (``TimelineControl``), act on the call whose ``embeds`` is the timeline
+    context. ``context`` / ``cache_kwargs`` name the call for diffusers' cache hooks. Used by
+    :func:`run_t2v` and meant for a training step (no ``no_grad`` here)."""
+    full = latents if ref is None else torch.cat([ref, latents], dim=2)
+    n_ref = 0 if ref is None else ref.shape[2]
+    timestep = _timestep(pipe, t, full, n_ref)
+    with model.cache_context(context, **(cache_kwargs or {})):
+        out = model(
+            hidden_states=full.to(model.dtype),
+            timestep=timestep,
+            encoder_hidden_states=embeds,
+            return_dict=False,
+        )[0]
+    return out[:, :, n_ref:]
+
+
 @torch.no_grad()
 def run_t2v(pipe: Any, inp: LoopInputs) -> np.ndarray:
     """Generate one video; returns float frames ``(F, H, W, 3)`` in [0, 1]."""
@@ -87,7 +116,6 @@ def run_t2v(pipe: Any, inp: LoopInputs) -> np.ndarray:
         inp.generator, None,
     )  # fmt: skip
     ref = inp.ref_latents.to(device=device, dtype=torch.float32) if inp.ref_latents is not None else None
-    n_ref = 0 if ref is None else ref.shape[2]
 
     # 4. Denoise (only the video part is stepped; the reference frames are re-inserted clean every step)
     pipe.scheduler.set_begin_index(0)
@@ -97,29 +125,18 @@ def run_t2v(pipe: Any, inp: LoopInputs) -> np.ndarray:
     for i, t in enumerate(timesteps):
         pipe._current_timestep = t
         model = pipe.transformer if boundary is None or t >= boundary else pipe.transformer_2
-        full = latents if ref is None else torch.cat([ref, latents], dim=2)
-        model_input = full.to(transformer_dtype)
-        timestep = _timestep(pipe, t, full, n_ref)
         cache_kwargs = {
             "step_index": i,
             "sigma": float(pipe.scheduler.sigmas[i]),
             "num_inference_steps": len(timesteps),
         }
-        with model.cache_context("cond", **cache_kwargs):
-            noise_pred = model(
-                hidden_states=model_input,
-                timestep=timestep,
-                encoder_hidden_states=prompt_embeds,
-                return_dict=False,
-            )[0]
+        noise_pred = model_prediction(pipe, model, latents, t, prompt_embeds, ref, "cond", cache_kwargs)
         if do_cfg:
-            with model.cache_context("uncond", **cache_kwargs):
-                noise_uncond = model(
-                    hidden_states=model_input, timestep=timestep, encoder_hidden_states=negative_embeds,
-                    return_dict=False,
-                )[0]  # fmt: skip
+            noise_uncond = model_prediction(
+                pipe, model, latents, t, negative_embeds, ref, "uncond", cache_kwargs
+            )
             noise_pred = noise_uncond + inp.guidance * (noise_pred - noise_uncond)
-        latents = pipe.scheduler.step(noise_pred[:, :, n_ref:], t, latents, return_dict=False)[0]
+        latents = pipe.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
     pipe._current_timestep = None
 
     # 5. Decode (reference frames are not part of `latents`)

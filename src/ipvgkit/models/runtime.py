@@ -11,7 +11,8 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ipvgkit.errors import UsageError
-from ipvgkit.models.base import Cache, DType, Offload, values
+from ipvgkit.models import caches
+from ipvgkit.models.base import DType, Offload, values
 
 if TYPE_CHECKING:
     import torch
@@ -20,17 +21,7 @@ if TYPE_CHECKING:
 
 DTYPES = values(DType)
 OFFLOADS = values(Offload)
-CACHES = values(Cache)
-# Wan pipelines run the conditional and unconditional (negative prompt) passes as two separate transformer
-# calls, each inside its own ``cache_context``. First Block Cache keeps one state per context; diffusers'
-# FasterCache and Pyramid Attention Broadcast keep one state per attention module, so with Wan they would
-# hand one pass's cached attention to the other pass.
-UNSUPPORTED_CACHES = {
-    "faster-cache": "diffusers' FasterCache needs batched classifier-free guidance, which Wan pipelines do not use",
-    "pab": "diffusers' Pyramid Attention Broadcast would reuse the conditional pass's attention in the "
-    "separate unconditional pass of Wan pipelines",
-}
-FIRST_BLOCK_THRESHOLD = 0.05
+CACHES = caches.CACHES  # the cache hooks: ipvgkit.models.caches
 
 
 def quiet_hf_loading() -> None:
@@ -50,13 +41,7 @@ def validate_options(options: ModelOptions) -> None:
         raise UsageError(f"unknown dtype {options.dtype!r}; choose one of {', '.join(DTYPES)}")
     if options.offload not in OFFLOADS:
         raise UsageError(f"unknown offload {options.offload!r}; choose one of {', '.join(OFFLOADS)}")
-    if options.cache in UNSUPPORTED_CACHES:
-        raise UsageError(
-            f"cache {options.cache!r} is not supported: {UNSUPPORTED_CACHES[options.cache]}; "
-            f"choose one of {', '.join(CACHES)}"
-        )
-    if options.cache not in CACHES:
-        raise UsageError(f"unknown cache {options.cache!r}; choose one of {', '.join(CACHES)}")
+    caches.check_cache(options.cache)
     if options.lora_scale < 0:
         raise UsageError(f"lora_scale must be >= 0, got {options.lora_scale}")
     resolve_device(options.device)
@@ -119,11 +104,7 @@ def apply_speed_options(pipe: Any, options: ModelOptions) -> dict:
             raise UsageError("vae_tiling: this model's VAE has no tiling support; drop --vae-tiling")
         vae.enable_tiling()
         applied["vae_tiling"] = True
-    if options.cache != "none":
-        for name in ("transformer", "transformer_2"):
-            module = getattr(pipe, name, None)
-            if module is not None:
-                module.enable_cache(cache_config(options.cache, pipe))
+    if caches.apply_cache(pipe, options.cache):
         applied["cache"] = options.cache
     if options.compile:
         for name in ("transformer", "transformer_2"):
@@ -132,13 +113,3 @@ def apply_speed_options(pipe: Any, options: ModelOptions) -> dict:
                 module.compile()  # nn.Module.compile: torch.compile in place, the component stays the same
         applied["compile"] = True
     return applied
-
-
-def cache_config(name: str, pipe: Any):
-    """The diffusers cache config for ``name``: ``first-block`` = First Block Cache with threshold 0.05 (the
-    remaining blocks are skipped while the first block's residual changes by less than 5%)."""
-    from diffusers.hooks import FirstBlockCacheConfig
-
-    if name == Cache.first_block:
-        return FirstBlockCacheConfig(threshold=FIRST_BLOCK_THRESHOLD)
-    raise UsageError(f"unknown cache {name!r}; choose one of {', '.join(CACHES)}")

@@ -21,7 +21,7 @@ global tokens.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,11 +106,17 @@ def fit_parts(parts: list[torch.Tensor], limit: int = MAX_TEXT_TOKENS) -> list[t
 
 
 def build_context(
-    pipe: Any, prompt: str, event_texts: Sequence[str], device: torch.device, dtype: torch.dtype
+    pipe: Any,
+    prompt: str,
+    event_texts: Sequence[str],
+    device: torch.device,
+    dtype: torch.dtype,
+    encode: Callable[[Sequence[str]], list[torch.Tensor]] | None = None,
 ) -> TextContext:
-    """Encode the global prompt and each event separately and concatenate them (zero-padded to 512)."""
+    """Encode the global prompt and each event separately and concatenate them (zero-padded to 512).
+    ``encode`` (texts -> unpadded embeddings) replaces :func:`encode_texts`, e.g. a per-run cache."""
     texts = [prompt, *event_texts]
-    parts = fit_parts(encode_texts(pipe, texts, device, dtype))
+    parts = fit_parts(encode(texts) if encode is not None else encode_texts(pipe, texts, device, dtype))
     groups = [torch.full((p.shape[0],), g, dtype=torch.long) for g, p in enumerate(parts)]
     ends = np.cumsum([p.shape[0] for p in parts]).tolist()
     spans = [(int(e - p.shape[0]), int(e)) for e, p in zip(ends, parts, strict=True)]

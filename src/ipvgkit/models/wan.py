@@ -17,7 +17,7 @@ import numpy as np
 
 from ipvgkit.data.images import reference_problems
 from ipvgkit.errors import MissingWeightsError, UsageError
-from ipvgkit.models import frames, identity, lora, runtime, timeline_attn
+from ipvgkit.models import frames, identity, lora, prompts, runtime, sizes, timeline_attn
 from ipvgkit.models.base import GenerationRequest, ModelOptions, raise_problems
 from ipvgkit.models.resolve import ResolvedModel
 
@@ -39,8 +39,12 @@ class WanBackend:
         self.options = options
         self.resolved = resolved
         self.variant = self._variant()
-        self.lora_files = [lora.lora_file(p) for p in options.lora]
-        self.adapter = identity.read_adapter_info(resolved.folder, options.lora)
+        self.loras = lora.resolve_specs(options.lora, _has_two_experts(resolved))
+        self.lora_files = [spec.path for spec in self.loras]
+        prompts.check_placement(options.text_encoder, options.offload)
+        if options.flow_shift is not None and options.flow_shift <= 0:
+            raise UsageError(f"flow_shift must be > 0, got {options.flow_shift}")
+        self.adapter = identity.read_adapter_info(resolved.folder, self.lora_files)
         identity.resolve_identity(options.identity, self.variant, True, self.adapter)  # UsageError early
         self.device = runtime.resolve_device(options.device)
         self.torch_dtype, self.dtype_name = runtime.resolve_dtype(options.dtype, self.device)
@@ -54,6 +58,8 @@ class WanBackend:
         self.last_timeline: timeline_attn.TimelineState | None = None
         self._applied: dict = {}
         self._placement = ""
+        self.prompt_cache = prompts.PromptCache(self._encode)
+        self._per_request: dict = {}  # size-dependent settings of the last request (describe())
 
     def _variant(self) -> str:
         return "wan-i2v" if self.resolved.pipeline_class == "WanImageToVideoPipeline" else "wan-t2v"
@@ -132,8 +138,9 @@ class WanBackend:
                 "the model's hub repository (a complete diffusers-format folder)",
             ) from exc
         pipe.set_progress_bar_config(disable=True)
-        lora.load_loras(pipe, self.lora_files, self.options.lora_scale)
+        lora.load_loras(pipe, self.loras, self.options.lora_scale, fuse=self.options.lora_fuse)
         self._placement = runtime.place_pipeline(pipe, self.options, self.device)
+        prompts.place_text_encoder(pipe, self.options.text_encoder)
         self._applied = runtime.apply_speed_options(pipe, self.options)
         return pipe
 
@@ -141,16 +148,49 @@ class WanBackend:
     def generate(self, request: GenerationRequest) -> np.ndarray:
         """Generate ``request``: uint8 RGB frames ``(num_frames, height, width, 3)``."""
         pipe = self.pipeline()  # the request was checked by the runner (check): trusted here
+        self._prepare(pipe, request)
         video = self._generate(pipe, request)
         return to_uint8(video)
 
+    def _prepare(self, pipe: Any, request: GenerationRequest) -> None:
+        """Apply (and remember for describe()) the settings that depend on the request's size and CFG."""
+        shift, shift_note = sizes.flow_shift_for(self.options.flow_shift, pipe, request.height, request.width)
+        sizes.apply_flow_shift(pipe, shift)
+        tiling, tiling_note = sizes.vae_tiling_for(self.options.vae_tiling, request.height, request.width)
+        sizes.apply_vae_tiling(pipe, tiling)
+        negative, negative_note = prompts.negative_prompt_for(request.negative_prompt, request.guidance)
+        self._per_request = {
+            "flow_shift": shift,
+            "flow_shift_source": shift_note,
+            "vae_tiling_used": tiling,
+            "vae_tiling_source": tiling_note,
+            "cfg": request.guidance > 1.0,
+            "negative_prompt_used": negative,
+            "negative_prompt_source": negative_note,
+        }
+
+    def _encode(self, texts: Any, device: Any, dtype: Any) -> list:
+        pipe = self.pipeline()
+        with prompts.encoding_placement(pipe, self.options.text_encoder, device):
+            return timeline_attn.encode_texts(pipe, texts, device, dtype)
+
+    def _embeds(self, texts: Any, device: Any, dtype: Any) -> list:
+        return self.prompt_cache.get(texts, device, dtype)
+
     def _contexts(self, pipe: Any, request: GenerationRequest, n_lead: int):
-        """The conditional context, the negative context and the timeline state (None without one)."""
+        """The conditional context, the negative context (None without CFG) and the timeline state (None
+        without one). Every text is encoded once per run (:class:`ipvgkit.models.prompts.PromptCache`)."""
         device = pipe._execution_device
         dtype = (pipe.transformer or pipe.transformer_2).dtype
+
+        def encode(texts):
+            return self._embeds(texts, device, dtype)
+
         events = request.timeline or []
         if events and request.timeline_mode in ("masked", "soft"):
-            ctx = timeline_attn.build_context(pipe, request.prompt, [e.text for e in events], device, dtype)
+            ctx = timeline_attn.build_context(
+                pipe, request.prompt, [e.text for e in events], device, dtype, encode=encode
+            )
             weights = timeline_attn.frame_event_weights(
                 events, request.timeline_units, request.num_frames, request.fps, request.timeline_mode, n_lead
             )
@@ -163,10 +203,15 @@ class WanBackend:
             cond = ctx.embeds
         else:
             prompt = frames.fold_timeline_prompt(request.prompt, events) if events else request.prompt
-            cond = timeline_attn.build_context(pipe, prompt, [], device, dtype).embeds
+            cond = timeline_attn.build_context(pipe, prompt, [], device, dtype, encode=encode).embeds
             state = None
         self.last_timeline = state
-        negative = timeline_attn.build_context(pipe, request.negative_prompt or "", [], device, dtype).embeds
+        negative_text, _ = prompts.negative_prompt_for(request.negative_prompt, request.guidance)
+        negative = None
+        if negative_text is not None:
+            negative = timeline_attn.build_context(
+                pipe, negative_text, [], device, dtype, encode=encode
+            ).embeds
         return cond, negative, state
 
     def _generate(self, pipe: Any, request: GenerationRequest) -> np.ndarray:
@@ -223,6 +268,10 @@ class WanBackend:
             "adapter": {k: v for k, v in self.adapter.items()} or None,
             "lora": [str(p) for p in self.lora_files],
             "lora_scale": self.options.lora_scale,
+            "loras": [spec.describe(self.options.lora_scale) for spec in self.loras],
+            "lora_fuse": self.options.lora_fuse,
+            "text_encoder": self.options.text_encoder,
+            "prompt_cache": self.prompt_cache.stats(),
             "dtype": self.dtype_name,
             "dtype_requested": self.options.dtype,
             "device": self.device,
@@ -231,8 +280,38 @@ class WanBackend:
             "vae_tiling": self.options.vae_tiling,
             "compile": self.options.compile,
             "cache": self.options.cache,
+            **self._per_request,
             "note": note,
         }
+
+
+DEFAULTS_SAID = (
+    ("flow shift", "flow_shift", "flow_shift_source"),
+    ("VAE tiling", "vae_tiling_used", "vae_tiling_source"),
+    ("negative prompt", None, "negative_prompt_source"),
+)
+
+
+def defaults_said(described: dict | None) -> list[str]:
+    """One line per setting a Wan backend chose by default for a case (from its ``describe()``), e.g.
+    ``flow shift 3.0: derived from the size 832x480 (...)``, for the run's output; given ones are left out."""
+    lines = []
+    for label, value_key, source_key in DEFAULTS_SAID:
+        source = (described or {}).get(source_key)
+        if not source or source.startswith("given"):
+            continue
+        value = described.get(value_key) if value_key else None
+        shown = {True: "on", False: "off", None: ""}.get(
+            value, f"{value:g}" if isinstance(value, float) else value
+        )
+        lines.append(f"{label}{' ' + str(shown) if shown else ''}: {source}")
+    return lines
+
+
+def _has_two_experts(resolved: ResolvedModel) -> bool:
+    """True for a Wan 2.2 A14B layout (a ``transformer_2`` component in ``model_index.json``)."""
+    entry = resolved.model_index().get("transformer_2")
+    return isinstance(entry, list) and entry[0] is not None
 
 
 class _maybe_timeline:

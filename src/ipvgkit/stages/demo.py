@@ -122,6 +122,17 @@ def write_reference_submission(cases_path: Path, out: Path, n_frames: int, size:
     return written
 
 
+def prepare_training_data(out: Path, cfg: DemoConfig) -> tuple[str, str]:
+    """A tiny VIP-200K-format dataset from the face photos, prepared with ``ipvg prepare vip200k``."""
+    from ipvgkit.stages.prepare_demo import prepare_demo
+
+    rep, note = prepare_demo(out / "training", models_dir=cfg.models_dir)
+    if rep.rejects:
+        raise CheckFailed(f"{len(rep.rejects)} demo sample(s) rejected", [str(r) for r in rep.rejects])
+    detail = f"{rep.samples} samples ({rep.done_now} prepared now, {rep.reused} reused); {note}"
+    return detail, str(out / "training" / "prepared" / "manifest.jsonl")
+
+
 def run_demo(cfg: DemoConfig, progress: Progress | None = None) -> DemoReport:
     """Run every step; a failed step is recorded and the later steps that need it are skipped. Each
     step is one ``progress`` phase (generation reports its cases inside it)."""
@@ -142,6 +153,9 @@ def run_demo(cfg: DemoConfig, progress: Progress | None = None) -> DemoReport:
         return f"{n} pan video(s) written over the reference photos", str(out / "reference" / "track1")
 
     _step(report, "reference submission (Track 1)", progress, reference)
+    _step(
+        report, "prepare training data (VIP-200K format)", progress, lambda: prepare_training_data(out, cfg)
+    )
     generated = _generate_steps(cfg, sets, report, progress) if cfg.generate else {}
     _pack_steps(out, sets, generated, report, progress)
     if cfg.score:

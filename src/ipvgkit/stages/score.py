@@ -79,7 +79,9 @@ class ScoreConfig:
         if self.processes < 0:
             raise UsageError("processes must be 0 (automatic) or more")
         if self.timeline_units not in UNITS_CHOICES:
-            raise UsageError(f"timeline_units must be {', '.join(UNITS_CHOICES)}, got {self.timeline_units!r}")
+            raise UsageError(
+                f"timeline_units must be {', '.join(UNITS_CHOICES)}, got {self.timeline_units!r}"
+            )
 
 
 @dataclass
@@ -117,7 +119,7 @@ class ScoreReport:
 def resolve_metric_names(cfg: ScoreConfig) -> tuple[str | None, list[str]]:
     """(preset or None, metric names) chosen by the config; unknown names raise UsageError."""
     from ipvgkit.metrics import known_metrics
-    from ipvgkit.metrics.weights import preset_metrics
+    from ipvgkit.metrics.presets import preset_metrics
 
     if cfg.metrics:
         names = list(dict.fromkeys(m.strip() for m in cfg.metrics if m.strip()))
@@ -133,7 +135,7 @@ def resolve_metric_names(cfg: ScoreConfig) -> tuple[str | None, list[str]]:
 def build_metrics(preset: str | None, names: list[str]) -> list[Metric]:
     """Metric instances with the preset's options (e.g. opens2v's 32-frame FaceSim-Cur)."""
     from ipvgkit.metrics import get_metric
-    from ipvgkit.metrics.weights import PRESET_OPTIONS
+    from ipvgkit.metrics.presets import PRESET_OPTIONS
 
     opts = PRESET_OPTIONS.get(preset or "", {})
     return [get_metric(n, **opts.get(n, {})) for n in names]
@@ -321,11 +323,12 @@ def summarise(
     timings: dict[str, float],
 ) -> dict:
     """``summary.json``: per-metric means over videos with a value, counts, totals, run-level values."""
-    from ipvgkit.metrics.weights import weighted_total, weights_for
+    from ipvgkit.metrics.presets import run_total, weights_for
 
     names = [m.name for m in metrics]
     table = weights_for(preset, names)
     per: dict[str, dict] = {}
+    results = {m.name: _row_results(m.name, rows) for m in metrics}
     for m in metrics:
         vals = [r["metrics"].get(m.name) for r in rows]
         got = [v for v in vals if v is not None]
@@ -336,6 +339,7 @@ def summarise(
             "n_failed": sum(1 for r in rows if m.name in r["errors"]) - na,
             "n_not_applicable": na,
             "higher_is_better": m.higher_is_better,
+            **m.run_summary(results[m.name]),
         }
         if m.name in table:
             w = table[m.name]
@@ -349,10 +353,12 @@ def summarise(
         per[m.name] = entry
     totals = [r["total"] for r in rows if r.get("total") is not None]
     missing = [r["output_name"] for r in rows if r["errors"] and MISSING_VIDEO in r["errors"].values()]
+    total = run_total(preset, metrics, results)
     return {
         "preset": preset,
         "metrics": per,
-        "total": weighted_total({k: v["mean"] for k, v in per.items()}, table),
+        "total": total["value"],
+        "total_detail": total,
         "total_mean_over_videos": sum(totals) / len(totals) if totals else None,
         "weights": {k: {"weight": w.weight, "lo": w.lo, "hi": w.hi} for k, w in table.items()},
         "run_metrics": run_metrics,
@@ -416,6 +422,7 @@ def run_scoring(
     resolved metric list with ready instances (library use: custom embedders, tests).
     """
     from ipvgkit import config as config_mod
+    from ipvgkit.metrics.setup import files_used
 
     t_start = time.perf_counter()
     if cfg.out is None:
@@ -500,6 +507,7 @@ def run_scoring(
     run_metrics = _finalize(metrics, ordered, reused)
     timings["_total"] = time.perf_counter() - t_start
     summary = summarise(ordered, metrics, preset, run_metrics, case_errors, timings)
+    summary["model_files"] = files_used(metrics, cfg.models_dir)
     _write_rows(out / SCORES_NAME, ordered)
     atomic_write_text(out / SUMMARY_NAME, to_json(summary, indent=2) + "\n")
     if partial.exists():
@@ -651,11 +659,18 @@ def _score_chunk(
 
 
 def _add_totals(rows: list[dict], preset: str | None, names: list[str]) -> None:
-    from ipvgkit.metrics.weights import weighted_total, weights_for
+    from ipvgkit.metrics.presets import weighted_total, weights_for
 
     table = weights_for(preset, names)
     for r in rows:
         r["total"] = weighted_total(r["metrics"], table)
+
+
+def _row_results(name: str, rows: list[dict]) -> list[MetricResult]:
+    """Every row's result of metric ``name`` (as the metric computed it)."""
+    return [
+        MetricResult(r["metrics"].get(name), r["extra"].get(name, {}), r["errors"].get(name)) for r in rows
+    ]
 
 
 def _finalize(metrics: list[Metric], rows: list[dict], reused: int = 0) -> dict[str, dict]:
@@ -666,10 +681,7 @@ def _finalize(metrics: list[Metric], rows: list[dict], reused: int = 0) -> dict[
     """
     out: dict[str, dict] = {}
     for m in metrics:
-        results = [
-            MetricResult(r["metrics"].get(m.name), r["extra"].get(m.name, {}), r["errors"].get(m.name))
-            for r in rows
-        ]
+        results = _row_results(m.name, rows)
         try:
             value = m.finalize(results)
         except Exception as e:  # noqa: BLE001 - reported in summary.json, the per-video scores stand

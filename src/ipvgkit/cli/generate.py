@@ -129,14 +129,14 @@ def generate(
         compile=compile_model, cache=cache, flow_shift=flow_shift, lora_fuse=lora_fuse,
         text_encoder=text_encoder, device=device, models_dir=models_dir,
     )  # fmt: skip
-    if vae_tiling is not None:  # a tri-state flag: --no-vae-tiling (False) is a choice too
-        model_options["vae_tiling"] = vae_tiling
     cli = config_values(
         track=track, cases=cases, out=out_dir, timeline_mode=timeline_mode, timeline_units=timeline_units,
         timeline_fit=timeline_fit, max_frames=max_frames, steps=steps, guidance=guidance, frames=frames,
         height=height, width=width, fps=fps, seed=seed, negative_prompt=negative_prompt, shard=shard,
         overwrite=overwrite, model_options=model_options,
     )  # fmt: skip
+    if vae_tiling is not None:  # a tri-state flag: --no-vae-tiling (False) is a choice too
+        cli.setdefault("model_options", {})["vae_tiling"] = vae_tiling
     cfg = config.resolve(GenerateConfig, config_file, cli, overrides)
     _run(cfg, json_out, quiet)
 

@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 from ipvgkit.media import encode_video
-from ipvgkit.stages.pack import PackConfig, check_submission, default_workers, pack_submission
+from ipvgkit.procs import available_cpus
+from ipvgkit.stages.pack import PackConfig, check_submission, pack_submission
 
 W, H, FPS, FRAMES = 854, 480, 16, 81
 
@@ -102,7 +103,7 @@ def main() -> None:
         files = sorted(sub.rglob("*.mp4"))
         print(f"submission: {sub} ({len(files)} videos, {sum(f.stat().st_size for f in files) / 1e6:.0f} MB, "
               f"ready in {time.perf_counter() - t0:.1f} s)")  # fmt: skip
-        print(f"cpus: {os.cpu_count()} (workers: {args.workers or default_workers()}), "
+        print(f"cpus: {os.cpu_count()} (workers: {args.workers or available_cpus()}), "
               f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
 
         rows: list[tuple[str, float, float]] = []  # (method, wall s, CPU s)

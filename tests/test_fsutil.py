@@ -37,3 +37,23 @@ def test_outputs_get_umask_permissions_not_0600(tmp_path):
     finally:
         os.umask(old)
     assert dest.stat().st_mode & 0o777 == 0o644
+
+
+def test_natural_key_orders_numbers_without_case_and_deterministically():
+    from ipvgkit.fsutil import natural_key
+
+    names = ["id10/prompt1", "ID2/prompt2", "id2/prompt10", "id2/prompt1", "b.png", "A.png", "a.png"]
+    want = ["A.png", "a.png", "b.png", "id2/prompt1", "ID2/prompt2", "id2/prompt10", "id10/prompt1"]
+    assert sorted(names, key=natural_key) == want
+    assert sorted(reversed(names), key=natural_key) == want  # ties broken by the exact text
+
+
+def test_is_inside(tmp_path):
+    from ipvgkit.fsutil import is_inside
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    assert is_inside(tmp_path / "a" / "b", tmp_path / "a")
+    assert is_inside(tmp_path / "a", tmp_path / "a")
+    assert not is_inside(tmp_path / "a", tmp_path / "a" / "b")
+    assert not is_inside(tmp_path / "ab", tmp_path / "a")
+    assert is_inside(tmp_path / "a" / "b" / ".." / "c", tmp_path / "a")

@@ -24,3 +24,14 @@ def test_spawnable_main_hides_a_main_file_that_does_not_exist(monkeypatch):
     with spawnable_main():
         assert not hasattr(main, "__file__")
     assert main.__file__ == "/nonexistent/<stdin>"
+
+
+def test_available_cpus_follows_the_affinity_mask():
+    import os
+
+    from ipvgkit.procs import available_cpus
+
+    n = available_cpus()
+    assert 1 <= n <= (os.cpu_count() or 1)
+    if hasattr(os, "sched_getaffinity"):
+        assert n == len(os.sched_getaffinity(0))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ipvgkit.errors import UsageError
+from ipvgkit.fsutil import natural_key
 
 T = TypeVar("T")
 
@@ -126,12 +127,6 @@ def assign(items: Iterable[T], shard: Shard, key: Callable[[T], object] | None =
     key = key or (lambda x: natural_key(str(x)))
     ordered = sorted(items, key=key)
     return [x for i, x in enumerate(ordered) if shard.owns(i)]
-
-
-def natural_key(text: str) -> tuple:
-    """Sort key that orders ``"2"`` before ``"10"`` and ``id2/prompt1`` before ``id10/prompt1``."""
-    parts = re.split(r"(\d+)", text)
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts if p != "")
 
 
 def device_for(requested: str, shard: Shard) -> str:

@@ -1,9 +1,11 @@
-"""File-system helpers: atomic writes (temp file in the same folder, then rename)."""
+"""File-system helpers: atomic writes (temp file in the same folder, then rename), path tests, the
+natural order of file and case names."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,3 +52,17 @@ def atomic_write_text(dest: Path, text: str) -> Path:
 def is_temp_name(name: str) -> bool:
     """True for names produced by :func:`atomic_path` (half-written files)."""
     return name.startswith(".") and ".tmp-" in name
+
+
+def is_inside(child: Path, parent: Path) -> bool:
+    """True when ``child`` is ``parent`` or lies below it (both resolved: links and ``..`` followed)."""
+    child, parent = Path(child).resolve(), Path(parent).resolve()
+    return child == parent or parent in child.parents
+
+
+def natural_key(text: str) -> tuple:
+    """Sort key of names in natural order: ``"2"`` before ``"10"``, ``id2/prompt1`` before
+    ``id10/prompt1``; letters compare without case, and names equal that way by their exact text (so
+    the order never depends on the order the names came in)."""
+    parts = re.split(r"(\d+)", text)
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p.lower()) for p in parts if p != ""), text

@@ -45,3 +45,12 @@ def spawnable_main() -> Iterator[None]:
     finally:
         if hide:
             main.__file__ = path
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask on Linux, else the CPU count): the default
+    number of worker processes or threads."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

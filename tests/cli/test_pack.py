@@ -149,3 +149,64 @@ def test_help_has_examples():
     r = runner.invoke(app, ["pack", "--help"])
     assert r.exit_code == 0
     assert "ipvg pack --check" in r.output and "--fix-encoding" in r.output
+
+
+def test_small_videos_warn_with_counts_and_strict_fails(tmp_path, videos):
+    big = encode_video(moving_frames(t=33, h=256, w=320), tmp_path / "big.mp4", fps=16, preset="ultrafast")
+    sub = _sub(tmp_path / "sub", {"1.mp4": big, "2.mp4": big, "3.mp4": videos["good"]})
+    r = _run("--check", sub)
+    assert r.exit_code == 0, r.output
+    err = " ".join(r.stderr.split())  # rich may wrap long lines
+    assert "warning: 1 of 3 videos shorter than 2 s, far from what the organisers expect" in err
+    assert "1 of 3 videos smaller than 256 px on the short side" in err
+    assert "1 of 3 videos fewer than 16 frames" in err and "3.mp4 (6 frames)" in err
+    r = _run("--check", sub, "--strict")
+    assert r.exit_code == 1
+    err = " ".join(r.stderr.split())
+    assert "3.mp4: 0.75 s long, shorter than 2 s (far from what the organisers expect)" in err
+    assert "3.mp4: 48x32, smaller than 256 px on the short side" in err and "3 problem(s)" in err
+    assert "1.mp4:" not in err
+    # the thresholds are config keys: expect.min_frames etc.
+    out = tmp_path / "RUN.zip"
+    r = _run(
+        sub, "-o", out, "--strict", "--set", "expect.min_duration_s=0.5", "--set", "expect.min_short_side=32"
+    )
+    assert r.exit_code == 1 and "fewer than 16 frames" in r.stderr and "shorter than" not in r.stderr
+    r = _run(sub, "-o", out, "--strict", "--set", "expect.min_duration_s=0.5", "--set", "expect.min_short_side=32",
+             "--set", "expect.min_frames=6")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "min_frames: 6" in (tmp_path / "RUN.pack.yaml").read_text()
+
+
+def test_cases_the_test_set_cannot_load_fail_the_pack(tmp_path, videos, tom_hanks):
+    ts = tmp_path / "testset"
+    (ts / "id001").mkdir(parents=True)
+    (ts / "id002").mkdir()
+    shutil.copyfile(tom_hanks, ts / "id001" / "ref.png")
+    (ts / "id001" / "prompt1.txt").write_text("a person waves")
+    shutil.copyfile(tom_hanks, ts / "id002" / "ref.png")  # no prompt file: the loader cannot make a case
+    sub = _sub(tmp_path / "sub", {"id001/prompt1.mp4": videos["good"]})
+    r = _run(sub, "-o", tmp_path / "RUN.zip", "--cases", ts)
+    assert r.exit_code == 1
+    err = " ".join(r.stderr.split())
+    assert "test set case id002 cannot be loaded (no prompt1.txt ... in" in err and "1 problem(s)" in err
+    assert not (tmp_path / "RUN.zip").exists()
+
+
+def test_a_score_select_best_folder_packs_as_it_is(tmp_path, tom_hanks):
+    from tests.stages.test_score import make_submission, make_testset
+
+    ts = make_testset(tmp_path, tom_hanks, n_ids=1, prompts=2)
+    a = make_submission(tmp_path / "a", ts, tom_hanks, shift=0).rename(tmp_path / "still")
+    b = make_submission(tmp_path / "b", ts, tom_hanks, shift=6).rename(tmp_path / "moving")
+    best = tmp_path / "best"
+    args = [a, b, "--cases", ts, "--metrics", "motion_amplitude", "--select", best, "-o", tmp_path / "scores"]
+    r = runner.invoke(app, ["score", *map(str, args), "-q"])
+    assert r.exit_code == 0, r.output
+    r = _run(best, "--cases", ts, "-o", tmp_path / "best.zip")
+    assert r.exit_code == 0, r.output
+    names = sorted(n for n in zipfile.ZipFile(tmp_path / "best.zip").namelist() if not n.endswith("/"))
+    assert names == ["submission/id001/prompt1.mp4", "submission/id001/prompt2.mp4"]
+    others = sorted(p.name for p in best.rglob("*") if p.is_file() and p.suffix != ".mp4")
+    for name in others:  # whatever bookkeeping the select stage keeps in BEST is left out, with a note
+        assert f"note: {name}: ipvg score --select's bookkeeping file, left out of the zip" in r.stderr

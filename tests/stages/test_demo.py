@@ -42,6 +42,14 @@ def test_demo_runs_the_whole_chain_and_resumes(tmp_path):
     ]
     assert files(report.zips["sequential_action_results.zip"]) == ["submission/1.mp4", "submission/2.mp4"]
 
+    # A few LoRA steps on the prepared demo data; generation used the LoRA with its trained method.
+    assert (tmp_path / "d/finetune/final/pytorch_lora_weights.safetensors").is_file()
+    from ipvgkit.stages.generate import read_generation_log
+
+    rec = read_generation_log(tmp_path / "d/generated/track1")[0]
+    assert rec["settings"]["lora"] == [str(tmp_path / "d/finetune/final")]
+    assert rec["settings"]["identity"] == "reference-concat"
+
     # The reference pans keep the identity; tiny-wan's noise does not.
     ref = json.loads((tmp_path / "d/scores/reference-track1/summary.json").read_text())
     gen = json.loads((tmp_path / "d/scores/generated-track1/summary.json").read_text())

@@ -1,76 +1,26 @@
-"""``ipvgkit.stages.pack`` on real files: every defect class made with ffmpeg/PyAV, real zips."""
+"""``ipvgkit.stages.pack`` on real files: every defect class made with ffmpeg/PyAV, real zips.
+
+Zips: test_pack_zip.py; ``--fix-encoding``: test_pack_fix.py; the files: pack_support.py.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import stat
-import subprocess
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from ipvgkit.errors import UsageError
-from ipvgkit.media import encode_video, ffmpeg_exe, probe_video
-from ipvgkit.stages.pack import (
-    PackCheckFailed,
-    PackConfig,
-    check_submission,
-    fix_encoding,
-    pack_submission,
-    probe_items,
-)
-from ipvgkit.stages.pack_zip import ZipLimits
+from ipvgkit.media import encode_video
+from ipvgkit.stages.pack import PackCheckFailed, PackConfig, check_submission, pack_submission, probe_items
+from ipvgkit.stages.pack_rules import VideoExpectations
 from tests.conftest import moving_frames
+from tests.stages import pack_support
+from tests.stages.pack_support import TOY, _grid, _sub, _zip
 
-
-def _ff(out: Path, *args: str, size: str = "48x32") -> Path:
-    """Encode 6 frames of ffmpeg's test pattern with the given output arguments."""
-    cmd = [ffmpeg_exe(), "-loglevel", "error", "-nostdin", "-y", "-f", "lavfi"]
-    cmd += ["-i", f"testsrc=size={size}:rate=8", "-frames:v", "6", *args, str(out)]
-    subprocess.run(cmd, check=True, capture_output=True)
-    return out
-
-
-@pytest.fixture(scope="module")
-def src(tmp_path_factory) -> dict[str, Path]:
-    """One file of each kind, made once per module."""
-    d = tmp_path_factory.mktemp("pack_sources")
-    good = encode_video(moving_frames(t=6), d / "good.mp4", fps=8)
-    x264 = ["-c:v", "libx264", "-preset", "ultrafast"]
-    return {
-        "good": good,
-        "vp9": _ff(d / "vp9.mp4", "-c:v", "libvpx-vp9", "-b:v", "100k", "-f", "mp4"),
-        "mpeg4": _ff(d / "mpeg4.mp4", "-c:v", "mpeg4", "-f", "mp4"),
-        "odd": _ff(d / "odd.mp4", *x264, "-pix_fmt", "yuv444p", "-f", "mp4", size="33x31"),
-        "yuv444": _ff(d / "yuv444.mp4", *x264, "-pix_fmt", "yuv444p", "-f", "mp4"),
-        "mkv": _ff(d / "mkv.mp4", *x264, "-pix_fmt", "yuv420p", "-f", "matroska"),
-        "mov": _ff(d / "mov.mp4", *x264, "-pix_fmt", "yuv420p", "-f", "mov"),
-        "late_moov": _ff(d / "late.mp4", *x264, "-pix_fmt", "yuv420p", "-f", "mp4"),
-    }
-
-
-def _sub(root: Path, files: dict[str, Path | bytes]) -> Path:
-    """A submission folder: ``{relative name: source file or raw bytes}``."""
-    root.mkdir(parents=True, exist_ok=True)
-    for rel, what in files.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(what, bytes):
-            p.write_bytes(what)
-        else:
-            shutil.copyfile(what, p)
-    return root
-
-
-def _grid(good: Path, ids: int = 2, prompts: int = 2) -> dict[str, Path | bytes]:
-    return {f"id{i:03d}/prompt{k}.mp4": good for i in range(1, ids + 1) for k in range(1, prompts + 1)}
-
-
-def _sha(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest()
+src = pack_support.src  # fixture: one file of each kind, made once per module
 
 
 # ------------------------------------------------------------------------------------------ folders
@@ -78,7 +28,7 @@ def _sha(p: Path) -> str:
 
 def test_valid_id_prompt_submission(tmp_path, src):
     sub = _sub(tmp_path / "sub", _grid(src["good"]))
-    r = check_submission(sub)
+    r = check_submission(sub, expect=None)
     assert r.ok, r.problems
     assert r.layout == "id-prompt" and r.kind == "folder"
     assert [v.name for v in r.videos] == sorted(_grid(src["good"]))
@@ -108,7 +58,7 @@ def test_layout_conformity(tmp_path, src):
 
 
 def test_gap_warning_without_cases(tmp_path, src):
-    r = check_submission(_sub(tmp_path / "sub", {f"{i}.mp4": src["good"] for i in (1, 2, 4)}))
+    r = check_submission(_sub(tmp_path / "sub", {f"{i}.mp4": src["good"] for i in (1, 2, 4)}), expect=None)
     assert r.ok
     assert r.warnings == ["numbering has gaps (3.mp4 absent); pass --cases to check against the test set"]
 
@@ -116,7 +66,7 @@ def test_gap_warning_without_cases(tmp_path, src):
 def test_prompt_count_warning_without_cases(tmp_path, src):
     files = _grid(src["good"], 3, 2)
     del files["id002/prompt2.mp4"]
-    r = check_submission(_sub(tmp_path / "sub", files))
+    r = check_submission(_sub(tmp_path / "sub", files), expect=None)
     assert r.ok
     assert r.warnings == ["id002/: 1 video(s), most ids have 2; pass --cases to check against the test set"]
 
@@ -150,10 +100,85 @@ def test_cases_from_a_real_testset_folder(tmp_path, src, tom_hanks):
         (ts / f"id00{i}" / "prompt1.txt").write_text("a person walks in" if i < 3 else "")
     sub = _sub(tmp_path / "sub", {"id001/prompt1.mp4": src["good"]})
     r = check_submission(sub, cases=ts)
-    # id003's case is malformed (empty prompt) but the organisers still expect its video
-    assert r.problems == ["id002/prompt1.mp4: missing", "id003/prompt1.mp4: missing"]
+    # id003's case is malformed (empty prompt) but the organisers still expect its video; that the test
+    # set cannot load it is a problem of its own (issue 8 item 6)
+    assert r.problems == [
+        f"test set case id003/prompt1 cannot be loaded (empty prompt in {ts / 'id003' / 'prompt1.txt'}); "
+        "its video cannot be checked (fix the test set: the organisers expect a video for every case)",
+        "id002/prompt1.mp4: missing",
+        "id003/prompt1.mp4: missing",
+    ]
     with pytest.raises(UsageError, match="does not match the test set"):
         check_submission(sub, cases=ts, layout="flat")
+
+
+def test_cases_the_test_set_cannot_load_are_problems_not_dropped(tmp_path, src, tom_hanks):
+    ts = tmp_path / "testset"
+    for i in (1, 2, 3):
+        (ts / f"id00{i}").mkdir(parents=True)
+    shutil.copyfile(tom_hanks, ts / "id001" / "ref.jpg")
+    (ts / "id001" / "prompt1.txt").write_text("a person walks in")
+    shutil.copyfile(tom_hanks, ts / "id002" / "ref.jpg")  # an image, but no prompt file
+    (ts / "id003" / "prompt1.txt").write_text("a person sits")  # a prompt, but no image
+    files = {"id001/prompt1.mp4": src["good"], "id003/prompt1.mp4": src["good"]}
+    r = check_submission(_sub(tmp_path / "sub", files), cases=ts, expect=None)
+    assert r.expected == 2
+    assert r.problems == [
+        f"test set case id002 cannot be loaded (no prompt1.txt ... in {ts / 'id002'}); its video cannot "
+        "be checked (fix the test set: the organisers expect a video for every case)",
+        f"test set case id003/prompt1 cannot be loaded (no reference image (*.png|jpg|jpeg|webp) in "
+        f"{ts / 'id003'}); its video cannot be checked (fix the test set: the organisers expect a video "
+        "for every case)",
+    ]
+    # a JSON test set whose image is missing: the same, and its video stays expected
+    (tmp_path / "eval.json").write_text(
+        '[{"img": "ref.jpg", "prompt": "p"}, {"img": "gone.jpg", "prompt": "q"}]'
+    )
+    shutil.copyfile(tom_hanks, tmp_path / "ref.jpg")
+    r = check_submission(_sub(tmp_path / "flat", {"1.mp4": src["good"]}), cases=tmp_path / "eval.json")
+    assert [p.split(" cannot be loaded")[0] for p in r.problems] == ["test set case 2", "2.mp4: missing"]
+    assert "reference image not found" in r.problems[0]
+
+
+@pytest.fixture(scope="module")
+def sized(tmp_path_factory) -> dict[str, Path]:
+    """Videos at the organisers' thresholds (exactly 2 s, 256 px short side, 16 frames) and below."""
+    d = tmp_path_factory.mktemp("pack_sized")
+    at = encode_video(moving_frames(t=16, h=256, w=320), d / "at.mp4", fps=8, preset="ultrafast")
+    short = encode_video(moving_frames(t=16, h=256, w=320), d / "short.mp4", fps=16, preset="ultrafast")
+    few = encode_video(moving_frames(t=12, h=272, w=256), d / "few.mp4", fps=4, preset="ultrafast")
+    return {"at": at, "short": short, "few": few}
+
+
+def test_videos_far_from_the_expected_size_warn_with_counts(tmp_path, src, sized):
+    files = {"1.mp4": sized["at"], "2.mp4": sized["short"], "3.mp4": sized["few"], "4.mp4": src["good"]}
+    sub = _sub(tmp_path / "sub", files)
+    r = check_submission(sub)
+    assert r.ok and [v.duration for v in r.videos][:3] == [2.0, 1.0, 3.0]
+    tail = "far from what the organisers expect (--strict makes this a problem): "
+    assert r.warnings == [
+        f"2 of 4 videos shorter than 2 s, {tail}2.mp4 (1.00 s long), 4.mp4 (0.75 s long)",
+        f"1 of 4 videos smaller than 256 px on the short side, {tail}4.mp4 (48x32)",
+        f"2 of 4 videos fewer than 16 frames, {tail}3.mp4 (12 frames), 4.mp4 (6 frames)",
+    ]
+    strict = check_submission(sub, strict=True)
+    assert strict.warnings == []
+    assert strict.problems == [
+        "2.mp4: 1.00 s long, shorter than 2 s (far from what the organisers expect)",
+        "3.mp4: 12 frames, fewer than 16 frames (far from what the organisers expect)",
+        "4.mp4: 0.75 s long, shorter than 2 s (far from what the organisers expect)",
+        "4.mp4: 48x32, smaller than 256 px on the short side (far from what the organisers expect)",
+        "4.mp4: 6 frames, fewer than 16 frames (far from what the organisers expect)",
+    ]
+    loose = check_submission(sub, strict=True, expect=VideoExpectations(min_duration_s=0.5, min_frames=6))
+    assert loose.problems == [
+        "4.mp4: 48x32, smaller than 256 px on the short side (far from what the organisers expect)"
+    ]
+    many = _sub(tmp_path / "many", {f"{i}.mp4": src["good"] for i in range(1, 6)})
+    (line, _, _) = check_submission(many).warnings
+    assert line.startswith("5 of 5 videos shorter than 2 s") and line.endswith(
+        "3.mp4 (0.75 s long) and 2 more"
+    )
 
 
 def test_codec_problems(tmp_path, src):
@@ -200,14 +225,14 @@ def test_broken_files(tmp_path, src):
 
 def test_pix_fmt_and_odd_dimensions_warn_unless_strict(tmp_path, src):
     sub = _sub(tmp_path / "sub", {"1.mp4": src["yuv444"], "2.mp4": src["odd"]})
-    r = check_submission(sub)
+    r = check_submission(sub, expect=None)
     assert r.ok
     assert r.warnings == [
         "1.mp4: pix_fmt yuv444p, yuv420p recommended (many players cannot play it; use --fix-encoding)",
         "2.mp4: pix_fmt yuv444p, yuv420p recommended (many players cannot play it; use --fix-encoding)",
         "2.mp4: odd dimensions 33x31 (many players reject them; use --fix-encoding)",
     ]
-    strict = check_submission(sub, strict=True)
+    strict = check_submission(sub, strict=True, expect=None)
     assert strict.problems == r.warnings and strict.warnings == []
 
 
@@ -310,7 +335,7 @@ def test_pack_writes_verified_stored_zip(tmp_path, src):
 def test_pack_verifies_odd_sized_and_yuv444_videos(tmp_path, src):
     # the verify step reads sizes without decoding: they must agree with the decoded ones
     sub = _sub(tmp_path / "sub", {"1.mp4": src["odd"], "2.mp4": src["yuv444"], "3.mp4": src["late_moov"]})
-    r = pack_submission(PackConfig(submission=sub, output=tmp_path / "r.zip"))
+    r = pack_submission(PackConfig(submission=sub, output=tmp_path / "r.zip", expect=TOY))
     assert r.ok and len(r.warnings) == 3
     assert [(v.width, v.height) for v in check_submission(tmp_path / "r.zip").videos] == [
         (33, 31),
@@ -350,162 +375,33 @@ def test_pack_usage_errors(tmp_path, src):
         pack_submission(PackConfig(submission=sub))
 
 
-# ---------------------------------------------------------------------------------------- zips
+def test_pack_reports_progress_through_the_protocol(tmp_path, src):
+    from ipvgkit.progress import Recorder
+
+    sub = _sub(tmp_path / "sub", _grid(src["good"]))
+    rec = Recorder()
+    pack_submission(PackConfig(submission=sub, output=tmp_path / "r.zip"), rec)
+    phases = [e[1:] for e in rec.events if e[0] == "phase"]
+    assert phases == [("checking videos", 4), ("writing zip", 4), ("verifying zip", 4)]
+    assert rec.count("advance") == 12
 
 
-def _zip(path: Path, entries: list[tuple[zipfile.ZipInfo | str, bytes]], deflate: bool = False) -> Path:
-    comp = zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
-    with zipfile.ZipFile(path, "w", compression=comp) as zf:
-        for info, data in entries:
-            zf.writestr(info, data)
-    return path
+def test_select_bookkeeping_is_left_out_but_not_below_the_top(tmp_path, src):
+    from ipvgkit.stages.bookkeeping import SELECTION
+
+    files = {"1.mp4": src["good"], SELECTION: b"{}\n", f"id001/{SELECTION}": b"{}\n"}
+    r = check_submission(_sub(tmp_path / "sub", files))
+    assert r.notes == ["selection.json: ipvg score --select's bookkeeping file, left out of the zip"]
+    assert r.problems == ["id001/selection.json: unexpected file (only .mp4 videos belong in a submission)"]
 
 
-def test_zip_check_reports_relative_paths(tmp_path, src):
-    z = _zip(
-        tmp_path / "r.zip",
-        [
-            ("submission/id001/prompt1.mp4", src["good"].read_bytes()),
-            ("submission/id001/prompt2.mp4", src["vp9"].read_bytes()),
-            ("submission/id001/.DS_Store", b"x"),
-            ("README.txt", b"hi"),
-        ],
+def test_the_stages_bookkeeping_names_are_the_ones_pack_knows():
+    from ipvgkit.stages import generate, select
+    from ipvgkit.stages.bookkeeping import generate_log_name, written_by
+
+    assert written_by(generate.CONFIG_NAME) == written_by(generate.LOG_NAME) == "ipvg generate"
+    assert (
+        written_by(generate_log_name(3)) == "ipvg generate" and generate_log_name(None) == generate.LOG_NAME
     )
-    r = check_submission(z, cases=["id001/prompt1.mp4", "id001/prompt2.mp4", "id001/prompt3.mp4"])
-    assert r.problems == [
-        "zip entry 'README.txt': not inside the top folder submission/",
-        "id001/.DS_Store: OS metadata file in the zip (remove it)",
-        "id001/prompt2.mp4: codec vp9, must be h264 (use --fix-encoding)",
-        "id001/prompt3.mp4: missing",
-    ]
-
-
-def test_zip_without_top_folder_is_one_problem(tmp_path, src):
-    good = src["good"].read_bytes()
-    z = _zip(tmp_path / "flat.zip", [(f"{i}.mp4", good) for i in (1, 2, 3)])
-    assert check_submission(z).problems == [
-        "flat.zip: no top folder submission/ (every file must be under submission/; found '1.mp4' and 2 more)"
-    ]
-
-
-def test_zip_slip_is_refused(tmp_path, src):
-    good = src["good"].read_bytes()
-    z = _zip(tmp_path / "slip.zip", [("submission/1.mp4", good), ("submission/../../evil.mp4", good)])
-    r = check_submission(z)
-    assert r.problems == [
-        "zip entry 'submission/../../evil.mp4': path escapes the zip's folder ('..', zip slip), refused"
-    ]
-    assert r.videos == []  # refused: nothing probed
-    z2 = _zip(tmp_path / "abs.zip", [("/etc/evil.mp4", good)])
-    assert check_submission(z2).problems == ["zip entry '/etc/evil.mp4': absolute path (zip slip), refused"]
-    assert not (tmp_path / "evil.mp4").exists()
-
-
-def test_symlink_entry_is_refused(tmp_path):
-    info = zipfile.ZipInfo("submission/1.mp4")
-    info.create_system = 3
-    info.external_attr = (stat.S_IFLNK | 0o777) << 16
-    z = _zip(tmp_path / "link.zip", [(info, b"/etc/passwd")])
-    assert check_submission(z).problems == ["zip entry 'submission/1.mp4': symbolic link, refused"]
-
-
-def test_zip_bomb_and_entry_limits(tmp_path, src):
-    z = _zip(tmp_path / "bomb.zip", [("submission/1.mp4", b"\0" * (8 << 20))], deflate=True)
-    (problem,) = check_submission(z).problems
-    assert problem.startswith("zip entry 'submission/1.mp4': compression ratio ")
-    assert problem.endswith("exceeds 100:1 (zip bomb?), refused")
-    many = _zip(tmp_path / "many.zip", [(f"submission/{i}.mp4", b"") for i in range(1, 31)])
-    r = check_submission(many, limits=ZipLimits(max_entries=20))
-    assert r.problems == ["many.zip: 30 entries, more than the limit 20, refused"]
-    big = _zip(tmp_path / "big.zip", [("submission/1.mp4", src["good"].read_bytes())])
-    r = check_submission(big, limits=ZipLimits(max_total_bytes=100))
-    assert r.problems[0].startswith("big.zip: 0.0 GiB uncompressed, more than the limit")
-
-
-def test_deflated_zip_entries_are_probed_too(tmp_path, src):
-    z = _zip(tmp_path / "d.zip", [("submission/1.mp4", src["good"].read_bytes())], deflate=True)
-    r = check_submission(z)
-    assert r.ok and r.videos[0].codec == "h264" and r.videos[0].n_frames == 6
-
-
-def test_damaged_zip_entry_fails_crc(tmp_path, src):
-    z = _zip(tmp_path / "d.zip", [("submission/1.mp4", src["good"].read_bytes())])
-    data = bytearray(z.read_bytes())
-    at = data.find(b"mdat") + 200  # inside the stored video data, past the first frame's start
-    data[at] ^= 0xFF
-    z.write_bytes(bytes(data))
-    assert "zip entry 'submission/1.mp4': CRC mismatch (the zip is damaged)" in check_submission(z).problems
-
-
-def test_not_a_zip(tmp_path):
-    bad = tmp_path / "x.zip"
-    bad.write_bytes(b"nope")
-    assert check_submission(bad).problems == ["x.zip: not a valid zip file (File is not a zip file)"]
-
-
-# ------------------------------------------------------------------------------------ fix encoding
-
-
-def test_fix_encoding_into_new_folder(tmp_path, src):
-    files = {
-        "id001/prompt1.mp4": src["good"],
-        "id001/prompt2.mp4": src["vp9"],
-        "id001/prompt3.mp4": src["odd"],
-    }
-    files[".DS_Store"] = b"x"
-    sub = _sub(tmp_path / "sub", files)
-    before = {p: _sha(p) for p in sub.rglob("*") if p.is_file()}
-    dst = tmp_path / "fixed"
-    rep = fix_encoding(sub, dst, preset="ultrafast")
-    assert rep.reencoded == ["id001/prompt2.mp4", "id001/prompt3.mp4"]
-    assert rep.linked == ["id001/prompt1.mp4"]
-    assert {p: _sha(p) for p in sub.rglob("*") if p.is_file()} == before  # original untouched
-    assert not (dst / ".DS_Store").exists()
-    vp9 = probe_video(dst / "id001/prompt2.mp4", decode_check=True, count_frames=True)
-    assert (vp9.codec, vp9.pix_fmt, vp9.fps, vp9.n_frames) == ("h264", "yuv420p", 8.0, 6)
-    odd = probe_video(dst / "id001/prompt3.mp4")
-    assert (odd.width, odd.height, odd.pix_fmt) == (34, 32, "yuv420p")
-    assert _sha(dst / "id001/prompt1.mp4") == _sha(src["good"])
-    r = check_submission(dst)
-    assert r.ok and r.warnings == []
-    again = fix_encoding(sub, dst)  # resume: everything is already there
-    assert again.kept == ["id001/prompt1.mp4", "id001/prompt2.mp4", "id001/prompt3.mp4"]
-    assert again.reencoded == [] and again.linked == [] and again.problems == []
-    # a source replaced since the last run is redone; a video whose source is gone is a problem
-    shutil.copyfile(src["mpeg4"], sub / "id001/prompt2.mp4")
-    later = (dst / "id001/prompt2.mp4").stat().st_mtime + 5
-    os.utime(sub / "id001/prompt2.mp4", (later, later))
-    (sub / "id001/prompt3.mp4").unlink()
-    third = fix_encoding(sub, dst, preset="ultrafast")
-    assert third.reencoded == ["id001/prompt2.mp4"] and third.kept == ["id001/prompt1.mp4"]
-    assert third.problems == [
-        f"id001/prompt3.mp4: in {dst} but no longer in the submission folder (delete it, or use a new DIR2)"
-    ]
-
-
-def test_fix_encoding_refuses_unsafe_destinations(tmp_path, src):
-    sub = _sub(tmp_path / "sub", {"1.mp4": src["good"]})
-    with pytest.raises(UsageError, match="outside the submission folder"):
-        fix_encoding(sub, sub)
-    with pytest.raises(UsageError, match="outside the submission folder"):
-        fix_encoding(sub, sub / "fixed")
-    with pytest.raises(UsageError, match="must not contain the submission folder"):
-        fix_encoding(sub, tmp_path)
-
-
-def test_pack_with_fix_encoding_keeps_broken_files_as_problems(tmp_path, src):
-    whole = src["good"].read_bytes()
-    sub = _sub(tmp_path / "sub", {"1.mp4": src["vp9"], "2.mp4": whole[: len(whole) // 2]})
-    out = tmp_path / "RUN.zip"
-    cfg = PackConfig(submission=sub, output=out, fix_encoding=tmp_path / "fixed", preset="ultrafast")
-    with pytest.raises(PackCheckFailed) as ei:
-        pack_submission(cfg)
-    (problem,) = ei.value.problems
-    assert problem.startswith("2.mp4: truncated")
-    assert ei.value.report.fix["reencoded"] == ["1.mp4"]
-    assert not out.exists()
-    (sub / "2.mp4").unlink()
-    (tmp_path / "fixed" / "2.mp4").unlink()
-    r = pack_submission(cfg)
-    assert r.ok and zipfile.ZipFile(out).namelist()[-1] == "submission/1.mp4"
-    assert r.summary()["codecs"] == {"h264": 1}
+    assert written_by(select.SELECTION_NAME) == "ipvg score --select"
+    assert written_by("generation.rank.jsonl") is None and written_by("id001/generate.yaml") is None

@@ -19,6 +19,7 @@ from ipvgkit import __version__
 COMMAND_MODULES = [
     "cases",
     "generate",
+    "finetune",
     "score",
     "pack",
     "prepare",

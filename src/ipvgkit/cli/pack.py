@@ -15,7 +15,11 @@ from ipvgkit.cli.options import (
     QuietOpt,
     SetOpt,
     TimelineUnitsOpt,
+    config_values,
 )
+from ipvgkit.stages.pack_rules import LAYOUTS, VideoExpectations
+
+_EXPECT = VideoExpectations()  # the defaults, for --help
 
 EPILOG = """Examples:
 
@@ -110,10 +114,20 @@ def pack(
     cases: CasesOpt = None,
     layout: Annotated[
         str | None,
-        typer.Option("--layout", help="auto (default), id-prompt (idNNN/promptK.mp4) or flat (N.mp4)."),
+        typer.Option(
+            "--layout",
+            help=f"{' | '.join(LAYOUTS)}: auto (default) follows --cases or the names; id-prompt is "
+            "idNNN/promptK.mp4, flat is N.mp4.",
+        ),
     ] = None,
     strict: Annotated[
-        bool, typer.Option("--strict", help="Make warnings (pix_fmt not yuv420p, odd dimensions) problems.")
+        bool,
+        typer.Option(
+            "--strict",
+            help="Make warnings problems: pix_fmt not yuv420p, odd dimensions, videos shorter than "
+            f"{_EXPECT.min_duration_s:g} s, under {_EXPECT.min_short_side} px on the short side or under "
+            f"{_EXPECT.min_frames} frames (config keys expect.*).",
+        ),
     ] = False,
     fix_encoding: Annotated[
         Path | None,
@@ -134,52 +148,48 @@ def pack(
     set_: SetOpt = None,
 ) -> None:
     """Validate a submission (MP4 + H.264, decodable, layout, expected videos) and write the zip."""
+    from ipvgkit.cli.ui import stage_progress
     from ipvgkit.config import resolve
-    from ipvgkit.errors import UsageError
-    from ipvgkit.stages.pack import PackCheckFailed, PackConfig, check_submission, pack_submission
+    from ipvgkit.stages.pack import PackConfig
 
-    cli = {
-        "submission": path,
-        "output": output,
-        "cases": cases,
-        "layout": layout,
-        "timeline_units": None if timeline_units == "auto" else timeline_units,
-        "strict": strict or None,
-        "overwrite": overwrite or None,
-        "fix_encoding": fix_encoding,
-        "workers": workers,
-    }
-    cfg = resolve(PackConfig, config, cli, set_)
+    values = config_values(
+        submission=path, output=output, cases=cases, layout=layout, strict=strict, overwrite=overwrite,
+        timeline_units=None if timeline_units == "auto" else timeline_units, fix_encoding=fix_encoding,
+        workers=workers,
+    )  # fmt: skip
+    cfg = resolve(PackConfig, config, values, set_)
+    _check_mode(cfg, check)
+    with stage_progress(enabled=not quiet) as progress:
+        report, failure = _run(cfg, check, progress)
+    _finish(report, failure, check, json_out)
+
+
+def _check_mode(cfg, check: bool) -> None:
+    from ipvgkit.errors import UsageError
+
     if check and (cfg.output is not None or cfg.fix_encoding is not None):
         raise UsageError("--check only validates: drop -o/--fix-encoding (or drop --check to pack)")
     if not check and cfg.output is None:
         raise UsageError("give the zip to write with -o RUN.zip, or use --check to only validate")
 
-    from ipvgkit.cli.ui import progress as progress_bar
 
-    with progress_bar(enabled=not quiet) as bar:
-        tasks: dict[str, int] = {}
+def _run(cfg, check: bool, progress):
+    """``(report, failure)``: the check or pack's report, and the :class:`PackCheckFailed` it raised."""
+    from ipvgkit.stages.pack import PackCheckFailed, check_config, pack_submission
 
-        def on_progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(phase, total=total)
-            bar.update(tasks[phase], completed=done, total=total)
+    try:
+        return (check_config(cfg, progress) if check else pack_submission(cfg, progress)), None
+    except PackCheckFailed as e:
+        return e.report, e
 
-        failure: PackCheckFailed | None = None
-        try:
-            if check:
-                report = check_submission(
-                    cfg.submission, cfg.cases, cfg.layout, cfg.strict, cfg.workers, cfg.timeline_units,
-                    cfg.limits(), on_progress,
-                )  # fmt: skip
-            else:
-                report = pack_submission(cfg, on_progress)
-        except PackCheckFailed as e:
-            report, failure = e.report, e
+
+def _finish(report, failure, check: bool, json_out: bool) -> None:
+    """Print the notes, warnings and the report (a table, or JSON); raise when it is not valid."""
+    from ipvgkit.cli.ui import out, print_json
+    from ipvgkit.stages.pack import PackCheckFailed
+
     _print_messages(report)
     if json_out:
-        from ipvgkit.cli.ui import print_json
-
         print_json(report.to_dict())
     elif report.ok:
         _print_summary(report)
@@ -190,8 +200,6 @@ def pack(
             f"{len(report.problems)} problem(s) in {report.source}; not a valid submission", report
         )
     if not json_out:
-        from ipvgkit.cli.ui import out
-
         if check:
             out.print(f"[green]ok:[/] {report.source} is a valid submission ({len(report.videos)} videos)")
         else:

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from ipvgkit.data.cases import Case
 from ipvgkit.data.images import check_reference
@@ -28,6 +28,7 @@ from ipvgkit.data.timeline import (
     split_prompt_timeline_units,
 )
 from ipvgkit.errors import CaseError, InputError, UsageError
+from ipvgkit.fsutil import natural_key as _natural_key
 
 Format = Literal["A", "B", "C"]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -67,11 +68,6 @@ class TestSet:
 
     def __iter__(self) -> Iterator[Case]:
         return iter(self.cases)
-
-
-def _natural_key(text: str) -> list[Any]:
-    """Sort key that orders ``id2`` before ``id10``."""
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
 
 
 def _check_options(timeline_units: str, track: int | None) -> None:

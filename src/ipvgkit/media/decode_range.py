@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ipvgkit.errors import MediaError
-from ipvgkit.media.video import _open, _short
+from ipvgkit.media.probe import open_video, short_error, stream_duration, stream_fps
 
 
 @dataclass
@@ -44,17 +44,6 @@ def _stream(container, path: Path):
     return vs
 
 
-def _fps(vs) -> float:
-    rate = vs.average_rate or vs.guessed_rate or vs.base_rate
-    return float(rate) if rate else 0.0
-
-
-def _duration(container, vs) -> float:
-    if vs.duration is not None and vs.time_base is not None:
-        return float(vs.duration * vs.time_base)
-    return container.duration / 1_000_000 if container.duration else 0.0
-
-
 def _seek(container, vs, t: float) -> None:
     """Seek to the key frame at or before ``t`` seconds (the start for ``t <= 0``)."""
     if vs.time_base is None:
@@ -62,7 +51,7 @@ def _seek(container, vs, t: float) -> None:
     try:
         container.seek(max(0, int(t / vs.time_base)), stream=vs, backward=True, any_frame=False)
     except Exception as e:  # noqa: BLE001 - a failed seek on a damaged file
-        raise MediaError(f"{path_of(container)}: cannot seek to {t:.3f}s ({_short(e)})") from None
+        raise MediaError(f"{path_of(container)}: cannot seek to {t:.3f}s ({short_error(e)})") from None
 
 
 def path_of(container) -> str:
@@ -83,11 +72,11 @@ def decode_range(
     the range raises :class:`MediaError`.
     """
     path = Path(path)
-    container = _open(path)
+    container = open_video(path)
     out = RangeFrames()
     try:
         vs = _stream(container, path)
-        out.fps, out.duration = _fps(vs), _duration(container, vs)
+        out.fps, out.duration = stream_fps(vs), stream_duration(container, vs)
         out.width, out.height = int(vs.codec_context.width), int(vs.codec_context.height)
         half = 0.5 / out.fps if out.fps > 0 else 0.0
         _seek(container, vs, t_start - half)
@@ -109,7 +98,7 @@ def decode_range(
                     out.kept_index.append(i)
         except Exception as e:  # noqa: BLE001 - PyAV raises many types on damaged streams
             if out.n_in_range == 0:
-                raise MediaError(f"{path}: decoding failed ({_short(e)})") from None
+                raise MediaError(f"{path}: decoding failed ({short_error(e)})") from None
         return out
     finally:
         container.close()
@@ -120,10 +109,10 @@ def decode_at(path: Path, times: Sequence[float]) -> list[np.ndarray]:
 
     Raises :class:`MediaError` when a time lies past the last decodable frame."""
     path = Path(path)
-    container = _open(path)
+    container = open_video(path)
     try:
         vs = _stream(container, path)
-        fps = _fps(vs)
+        fps = stream_fps(vs)
         half = 0.5 / fps if fps > 0 else 0.0
         frames = []
         for t in times:
@@ -136,7 +125,7 @@ def decode_at(path: Path, times: Sequence[float]) -> list[np.ndarray]:
                         got = frame.to_ndarray(format="rgb24")
                         break
             except Exception as e:  # noqa: BLE001
-                raise MediaError(f"{path}: decoding failed near {t:.3f}s ({_short(e)})") from None
+                raise MediaError(f"{path}: decoding failed near {t:.3f}s ({short_error(e)})") from None
             if got is None:
                 raise MediaError(f"{path}: no frame at {t:.3f}s (the video is shorter)")
             frames.append(got)

@@ -1,4 +1,5 @@
-"""Video I/O: H.264 encoding through ffmpeg (ffmpeg-python), in-process probing and decoding (PyAV).
+"""Video I/O: H.264 encoding through ffmpeg (ffmpeg-python), in-process decoding (PyAV); probing is
+:mod:`ipvgkit.media.probe`.
 
 Frames are ``uint8`` arrays shaped ``(T, H, W, 3)`` in RGB order everywhere in ipvgkit.
 """
@@ -8,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import subprocess
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,29 +16,7 @@ import numpy as np
 from ipvgkit.errors import MediaError
 from ipvgkit.fsutil import atomic_path
 from ipvgkit.media.ffmpeg_bin import ffmpeg_exe
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What :func:`probe_video` reads from a file's first video stream."""
-
-    path: str
-    container: str  # PyAV/ffmpeg demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
-    codec: str  # e.g. "h264", "vp9", "mpeg4"
-    pix_fmt: str | None
-    width: int
-    height: int
-    fps: float
-    n_frames: int
-    duration: float  # seconds
-    size_bytes: int
-
-    @property
-    def is_mp4(self) -> bool:
-        return "mp4" in self.container.split(",")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from ipvgkit.media.probe import open_video, short_error
 
 
 class VideoWriter:
@@ -175,74 +153,6 @@ def encode_video(
     return Path(path)
 
 
-def _open(path: Path):
-    import av
-
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise MediaError(f"{path}: empty file (0 bytes)")
-    try:
-        return av.open(str(path))
-    except Exception as e:  # noqa: BLE001 - PyAV raises many types for unreadable input
-        raise MediaError(f"{path}: not a readable video ({_short(e)})") from None
-
-
-def _short(e: Exception) -> str:
-    s = str(e).strip().splitlines()
-    return s[0] if s else type(e).__name__
-
-
-def probe_video(path: Path, decode_check: bool = False, count_frames: bool = False) -> VideoInfo:
-    """Read container/stream facts in-process.
-
-    ``decode_check`` decodes the first frame (raises :class:`MediaError` if none decodes).
-    ``count_frames`` counts packets when the container does not store the frame count.
-    """
-    path = Path(path)
-    container = _open(path)
-    try:
-        vs = next((s for s in container.streams if s.type == "video"), None)
-        if vs is None:
-            raise MediaError(f"{path}: no video stream")
-        cc = vs.codec_context
-        rate = vs.average_rate or vs.guessed_rate or vs.base_rate
-        fps = float(rate) if rate else 0.0
-        n_frames = int(vs.frames or 0)
-        if vs.duration is not None and vs.time_base is not None:
-            duration = float(vs.duration * vs.time_base)
-        elif container.duration:
-            duration = container.duration / 1_000_000
-        else:
-            duration = 0.0
-        if count_frames and n_frames == 0:
-            n_frames = sum(1 for p in container.demux(vs) if p.size)
-        if decode_check:
-            try:
-                first = next(iter(container.decode(vs)), None)
-            except Exception as e:  # noqa: BLE001
-                raise MediaError(f"{path}: cannot decode ({_short(e)})") from None
-            if first is None:
-                raise MediaError(f"{path}: no decodable frame")
-        if n_frames == 0 and fps and duration:
-            n_frames = int(round(duration * fps))
-        return VideoInfo(
-            path=str(path),
-            container=container.format.name,
-            codec=cc.name,
-            pix_fmt=cc.pix_fmt,
-            width=int(cc.width),
-            height=int(cc.height),
-            fps=fps,
-            n_frames=n_frames,
-            duration=duration,
-            size_bytes=path.stat().st_size,
-        )
-    finally:
-        container.close()
-
-
 def read_frames(path: Path, indices: Sequence[int] | None = None) -> np.ndarray:
     """Decode the frames at ``indices`` (all frames when None) as RGB ``(N, H, W, 3)`` uint8.
 
@@ -251,7 +161,7 @@ def read_frames(path: Path, indices: Sequence[int] | None = None) -> np.ndarray:
     An index past the end of the video raises :class:`MediaError`.
     """
     path = Path(path)
-    container = _open(path)
+    container = open_video(path)
     try:
         vs = next((s for s in container.streams if s.type == "video"), None)
         if vs is None:
@@ -279,7 +189,7 @@ def read_frames(path: Path, indices: Sequence[int] | None = None) -> np.ndarray:
                 got[i] = frame.to_ndarray(format="rgb24")
         except Exception as e:  # noqa: BLE001
             if want is None or len(got) < len(want):
-                raise MediaError(f"{path}: decoding failed ({_short(e)})") from None
+                raise MediaError(f"{path}: decoding failed ({short_error(e)})") from None
         if want is None:
             if not all_frames:
                 raise MediaError(f"{path}: no decodable frame")

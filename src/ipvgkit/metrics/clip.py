@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ipvgkit.devices import resolve_device
 from ipvgkit.metrics.base import Metric, MetricContext, MetricResult, VideoSample
 from ipvgkit.metrics.registry import register
 from ipvgkit.weights import ModelFile, locate, register_file
@@ -56,15 +57,6 @@ AESTHETIC_MLP = register_file(
 )
 
 _LOADED: dict[tuple[str, str], ClipEncoder] = {}
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> cuda when available else cpu; anything else unchanged."""
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def _image_processor_class():

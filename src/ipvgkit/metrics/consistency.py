@@ -94,7 +94,7 @@ class DinoEncoder:
         import torch
         import transformers
 
-        from ipvgkit.metrics.clip import resolve_device
+        from ipvgkit.devices import resolve_device
 
         self.device = resolve_device(device)
         self.model = transformers.ViTModel.from_pretrained(str(path), add_pooling_layer=False).eval()
@@ -105,7 +105,7 @@ class DinoEncoder:
 
     @classmethod
     def shared(cls, path: Path, device: str) -> DinoEncoder:
-        from ipvgkit.metrics.clip import resolve_device
+        from ipvgkit.devices import resolve_device
 
         key = (str(Path(path).resolve()), resolve_device(device))
         if key not in _LOADED:

@@ -20,9 +20,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ipvgkit.devices import resolve_device
 from ipvgkit.faces import files
 from ipvgkit.faces.base import Face, aligned_crop
 from ipvgkit.faces.cache import first_ref_face, frame_faces, get_backend
+from ipvgkit.media.video import sample_indices as linspace_indices  # SPEC §4 sampling, repeats kept
 from ipvgkit.metrics.base import Metric, MetricContext, MetricResult, VideoSample
 from ipvgkit.metrics.registry import register
 from ipvgkit.weights import ModelFile, locate
@@ -49,21 +51,6 @@ def opens2v_ref_face(sample: VideoSample, backend: Any) -> tuple[int, Face] | No
     i = reference_index(sample.case)
     face = ref_faces(sample, backend)[i] if i is not None else None
     return (i, face) if face is not None else None
-
-
-def linspace_indices(n_frames: int, n: int = 16) -> list[int]:
-    """``linspace(0, n_frames-1, n)`` cast to int (SPEC §4; repeats kept when the video is short)."""
-    if n_frames <= 0:
-        return []
-    return [int(i) for i in np.linspace(0, n_frames - 1, n).astype(int)]
-
-
-def _torch_device(device: str) -> str:
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def cosine_clamped(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -255,7 +242,7 @@ class _CropModelMetric(_FaceMetric):
     def load(self, ctx: MetricContext) -> None:
         path = locate(self.model_file, ctx.models_dir)
         super().load(ctx)
-        self.model = self.load_model(path, _torch_device(ctx.device))
+        self.model = self.load_model(path, resolve_device(ctx.device))
 
     @abstractmethod
     def load_model(self, path: Path, device: str) -> Any:

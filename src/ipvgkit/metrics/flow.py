@@ -12,12 +12,12 @@
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from typing import Literal
 
 import numpy as np
 
+from ipvgkit.procs import available_cpus
 from ipvgkit.weights import ModelFile, find, locate, register_file
 
 # cv2.calcOpticalFlowFarneback(prev, next, None, pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, flags)
@@ -79,7 +79,7 @@ def farneback(prev_gray: np.ndarray, next_gray: np.ndarray) -> np.ndarray:
 
 def default_workers() -> int:
     """Threads for optical flow (OpenCV releases the GIL): the CPU count, at most 8."""
-    return max(1, min(8, os.cpu_count() or 1))
+    return min(8, available_cpus())
 
 
 @lru_cache(maxsize=1)
@@ -142,8 +142,8 @@ class RaftFlow:
         import torch
         from torchvision.models.optical_flow import raft_large
 
+        from ipvgkit.devices import resolve_device
         from ipvgkit.errors import InputError
-        from ipvgkit.metrics.clip import resolve_device
 
         self.device = resolve_device(device)
         self.model = raft_large(weights=None, progress=False)

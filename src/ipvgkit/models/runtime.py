@@ -7,9 +7,9 @@ accepted ones.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
+from ipvgkit.devices import resolve_device
 from ipvgkit.errors import UsageError
 from ipvgkit.models import caches
 from ipvgkit.models.base import DType, Offload, values
@@ -45,31 +45,6 @@ def validate_options(options: ModelOptions) -> None:
     if options.lora_scale < 0:
         raise UsageError(f"lora_scale must be >= 0, got {options.lora_scale}")
     resolve_device(options.device)
-
-
-def check_device_name(device: str) -> None:
-    """``UsageError`` unless ``device`` is ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (no torch needed)."""
-    if device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", str(device)):
-        return
-    raise UsageError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; ``cuda[:N]`` must exist."""
-    check_device_name(device)
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        return "cpu"
-    if device == "cuda" or device.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise UsageError(
-                f"device {device!r} asked for but no CUDA GPU is visible; use --device cpu or auto"
-            )
-        return device
-    raise UsageError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
 
 
 def resolve_dtype(dtype: str, device: str) -> tuple[torch.dtype, str]:

@@ -133,6 +133,24 @@ def prepare_training_data(out: Path, cfg: DemoConfig) -> tuple[str, str]:
     return detail, str(out / "training" / "prepared" / "manifest.jsonl")
 
 
+FINETUNE_STEPS = 2
+
+
+def finetune_demo(out: Path, cfg: DemoConfig) -> tuple[str, str]:
+    """A few LoRA steps (reference-concat) of tiny-wan on the prepared demo data; a rerun resumes."""
+    from ipvgkit.stages.finetune import finetune
+    from ipvgkit.stages.finetune_config import FinetuneConfig, LoraSettings
+
+    fcfg = FinetuneConfig(
+        data=out / "training" / "prepared", out=out / "finetune", model="tiny-wan", models_dir=cfg.models_dir,
+        frames=cfg.frames, height=cfg.height, width=cfg.width, max_steps=FINETUNE_STEPS, seed=cfg.seed,
+        device="cpu", lora=LoraSettings(rank=4, alpha=4.0), resume="auto",
+    )  # fmt: skip
+    res = finetune(fcfg)
+    loss = f", last loss {res.last['loss']:.3f}" if res.last else " (already trained)"
+    return f"{res.steps} LoRA steps on the demo data{loss}", str(res.final)
+
+
 def run_demo(cfg: DemoConfig, progress: Progress | None = None) -> DemoReport:
     """Run every step; a failed step is recorded and the later steps that need it are skipped. Each
     step is one ``progress`` phase (generation reports its cases inside it)."""
@@ -153,18 +171,25 @@ def run_demo(cfg: DemoConfig, progress: Progress | None = None) -> DemoReport:
         return f"{n} pan video(s) written over the reference photos", str(out / "reference" / "track1")
 
     _step(report, "reference submission (Track 1)", progress, reference)
-    _step(
+    prepared = _step(
         report, "prepare training data (VIP-200K format)", progress, lambda: prepare_training_data(out, cfg)
     )
-    generated = _generate_steps(cfg, sets, report, progress) if cfg.generate else {}
+    tuned = prepared and _step(
+        report, "fine-tune a LoRA (tiny-wan)", progress, lambda: finetune_demo(out, cfg)
+    )
+    loras = [out / "finetune" / "final"] if tuned else []
+    generated = _generate_steps(cfg, sets, report, progress, loras) if cfg.generate else {}
     _pack_steps(out, sets, generated, report, progress)
     if cfg.score:
         _score_steps(cfg, sets, generated, report, progress)
     return report
 
 
-def _generate_steps(cfg: DemoConfig, sets: dict[int, Path], report: DemoReport, progress: Progress) -> dict:
-    """Generate both tracks with tiny-wan (identity none, said in the step's result)."""
+def _generate_steps(
+    cfg: DemoConfig, sets: dict[int, Path], report: DemoReport, progress: Progress, loras: list[Path]
+) -> dict:
+    """Generate both tracks with tiny-wan and the demo's LoRA (identity auto: reference-concat, as it was
+    trained; without the LoRA identity none), said in the step's result."""
     from ipvgkit.models.base import Identity, ModelOptions
     from ipvgkit.stages.generate import GenerateConfig, run_generation
 
@@ -173,8 +198,9 @@ def _generate_steps(cfg: DemoConfig, sets: dict[int, Path], report: DemoReport, 
         gen_dir = Path(cfg.out) / "generated" / f"track{track}"
 
         def generate(track=track, gen_dir=gen_dir):
+            identity = Identity.auto if loras else Identity.none  # auto: the adapter says reference-concat
             options = ModelOptions(
-                model="tiny-wan", identity=Identity.none, models_dir=cfg.models_dir, device="cpu"
+                model="tiny-wan", identity=identity, models_dir=cfg.models_dir, device="cpu", lora=loras
             )
             gcfg = GenerateConfig(
                 cases=sets[track], out=gen_dir, track=track, model_options=options, steps=cfg.steps,

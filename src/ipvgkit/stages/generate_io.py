@@ -34,29 +34,6 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
         f.flush()
 
 
-def _mp4_complete(path: Path) -> bool:
-    """True when the file's top-level MP4 boxes all end within the file (a cut-off file fails)."""
-    size = path.stat().st_size
-    offset = 0
-    with open(path, "rb") as f:
-        while offset < size:
-            f.seek(offset)
-            head = f.read(16)
-            if len(head) < 8:
-                return False
-            box = int.from_bytes(head[:4], "big")
-            if box == 1:
-                if len(head) < 16:
-                    return False
-                box = int.from_bytes(head[8:16], "big")
-            elif box == 0:  # box runs to the end of the file
-                return True
-            if box < 8 or offset + box > size:
-                return False
-            offset += box
-    return offset == size
-
-
 def finished_video_problem(path: Path, frames: int, width: int, height: int) -> str | None:
     """None if ``path`` is a finished video of these settings, else why not (missing, empty, cut off,
     not H.264, wrong frame count or size)."""
@@ -65,10 +42,10 @@ def finished_video_problem(path: Path, frames: int, width: int, height: int) -> 
     if path.stat().st_size == 0:
         return "empty file"
     try:
-        if not _mp4_complete(path):
-            return "cut off (incomplete MP4)"
-        from ipvgkit.media import probe_video
+        from ipvgkit.media.probe import mp4_problem, probe_video
 
+        if mp4_problem(path):
+            return "cut off (incomplete MP4)"
         info = probe_video(path, decode_check=True, count_frames=True)
     except (MediaError, OSError) as e:
         return f"unreadable ({e})"

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ipvgkit.data.timeline import UnitsChoice
+from ipvgkit.devices import check_device_name
 from ipvgkit.distributed import Shard, parse_shard
 from ipvgkit.errors import CheckFailed, UsageError
 from ipvgkit.models import frames as frame_math
 from ipvgkit.models.base import ModelOptions, TimelineMode, choices
-from ipvgkit.models.runtime import check_device_name
 
 Status = Literal["ok", "failed", "skipped"]
 CONFIG_NAME = "generate.yaml"

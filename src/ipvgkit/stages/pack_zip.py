@@ -1,7 +1,7 @@
 """Zip side of ``ipvg pack``: refuse hostile archives, list a submission zip's files, write the zip.
 
 Nothing here extracts anything: entries are inspected from the central directory and read as file
-objects by :mod:`ipvgkit.stages.pack_probe`.
+objects by :mod:`ipvgkit.media.probe` (through :mod:`ipvgkit.media.zip_entry`).
 """
 
 from __future__ import annotations

@@ -117,13 +117,13 @@ def fit_to_bucket(frames: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def _decode(spec: SampleSpec, cfg: WorkConfig):
-    from ipvgkit.media import probe_video
+    from ipvgkit.media import probe_video, sample_indices
     from ipvgkit.media.decode_range import decode_range
 
     info = probe_video(Path(spec.video))
     t_end = info.duration + 1.0 if spec.whole_clip else spec.t_end
     expected = max(1, round((t_end - spec.t_start) * (info.fps or spec.fps or 1)))
-    keep = {int(x) for x in np.linspace(0, expected - 1, max(1, cfg.settings.quality_frames))}
+    keep = set(sample_indices(expected, max(1, cfg.settings.quality_frames)))
     rng = decode_range(Path(spec.video), spec.t_start, t_end, keep=lambda i: i in keep)
     if rng.n_in_range == 0:
         raise _Rejected(

@@ -1,18 +1,26 @@
-"""Per-file video checks behind ``ipvg pack``: MP4 box walk, in-process PyAV probe, first-frame decode.
+"""The one video prober: MP4 box walk, in-process PyAV stream facts, first-frame decode.
 
-:func:`probe_item` runs inside worker processes (one call per video) and returns a picklable
-:class:`VideoFacts`. A file is read either from disk or straight out of a zip entry (a seekable file
-object; nothing is extracted).
+- :func:`probe_video` reads a file's first video stream into a :class:`VideoInfo` (any container;
+  raises :class:`~ipvgkit.errors.MediaError`): what ``ipvg score`` and ``ipvg generate`` use.
+- :func:`probe_item` checks one submission video (a file, or an entry read straight out of a zip as a
+  seekable file object, nothing extracted) and returns a picklable :class:`VideoFacts` whose ``error``
+  says why it is not a usable MP4; ``ipvg pack`` runs it in worker processes.
+- :func:`mp4_problem` walks the top-level MP4 boxes of a file (a cut-off file fails) without decoding.
+
+Stream facts (codec, size, fps, frame count, duration) are read by one function for all three.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import struct
 import zipfile
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import BinaryIO
+
+from ipvgkit.errors import MediaError
+from ipvgkit.media.zip_entry import open_entry, open_zip
 
 # Magic numbers of formats that people save as ".mp4" by mistake.
 _MAGIC = [
@@ -101,7 +109,8 @@ def scan_boxes(fh: BinaryIO, file_size: int) -> tuple[list[str], str | None, str
     return types, brand, None
 
 
-def _short(e: BaseException) -> str:
+def short_error(e: BaseException) -> str:
+    """The first line of an exception's message (its type when empty)."""
     s = str(e).strip().splitlines()
     return s[0] if s else type(e).__name__
 
@@ -153,12 +162,12 @@ def probe_stream(fh: BinaryIO, facts: VideoFacts, decode: bool = True) -> VideoF
         try:
             container = _open(fh, fast)
         except Exception as e:  # noqa: BLE001 - PyAV raises many types for unreadable input
-            facts.error = f"not a readable MP4 ({_short(e)})"
+            facts.error = f"not a readable MP4 ({short_error(e)})"
             return facts
         try:
             _read_stream(container, facts, quick=fast, decode=decode)
         except Exception as e:  # noqa: BLE001 - a damaged stream must become a problem line, not a crash
-            facts.error = f"unreadable video ({_short(e)})"
+            facts.error = f"unreadable video ({short_error(e)})"
         finally:
             container.close()
         if facts.error is None or facts.codec is None:
@@ -166,26 +175,46 @@ def probe_stream(fh: BinaryIO, facts: VideoFacts, decode: bool = True) -> VideoF
     return facts
 
 
-def _read_stream(container, facts: VideoFacts, quick: bool, decode: bool) -> None:
-    facts.error = None
+def stream_fps(vs) -> float:
+    """Frames per second of a PyAV video stream (average, else guessed, else base rate; 0 unknown)."""
+    rate = vs.average_rate or vs.guessed_rate or vs.base_rate
+    return float(rate) if rate else 0.0
+
+
+def stream_duration(container, vs) -> float:
+    """Seconds of a PyAV video stream as the container states them (the stream's, else the file's;
+    0 when unknown)."""
+    if vs.duration is not None and vs.time_base is not None:
+        return float(vs.duration * vs.time_base)
+    return container.duration / 1_000_000 if container.duration else 0.0
+
+
+def stream_facts(container, facts: VideoFacts):
+    """Fill ``facts`` (container, codec, pix_fmt, size, fps, frames, duration) from an open PyAV
+    container's first video stream and return that stream (None when there is none). The frame count
+    comes from the container, else from duration x fps."""
     facts.container = container.format.name
     vs = next((s for s in container.streams if s.type == "video"), None)
     if vs is None:
-        facts.error = "no video stream"
-        return
+        return None
     cc = vs.codec_context
     facts.codec = cc.name
     facts.pix_fmt = cc.pix_fmt
     facts.width, facts.height = int(cc.width or 0), int(cc.height or 0)
-    rate = vs.average_rate or vs.guessed_rate or vs.base_rate
-    facts.fps = float(rate) if rate else 0.0
+    facts.fps = stream_fps(vs)
     facts.n_frames = int(vs.frames or 0)
-    if vs.duration is not None and vs.time_base is not None:
-        facts.duration = float(vs.duration * vs.time_base)
-    elif container.duration:
-        facts.duration = container.duration / 1_000_000
+    facts.duration = stream_duration(container, vs)
     if facts.n_frames == 0 and facts.fps and facts.duration:
         facts.n_frames = int(round(facts.duration * facts.fps))
+    return vs
+
+
+def _read_stream(container, facts: VideoFacts, quick: bool, decode: bool) -> None:
+    facts.error = None
+    vs = stream_facts(container, facts)
+    if vs is None:
+        facts.error = "no video stream"
+        return
     end = _index_end(vs)
     if end > facts.size_bytes:
         facts.error = f"truncated (the video data runs to byte {end}, the file has {facts.size_bytes} bytes)"
@@ -195,86 +224,13 @@ def _read_stream(container, facts: VideoFacts, quick: bool, decode: bool) -> Non
     try:
         first = _first_frame(container, vs, quick)
     except Exception as e:  # noqa: BLE001
-        facts.error = f"cannot decode the first frame ({_short(e)})"
+        facts.error = f"cannot decode the first frame ({short_error(e)})"
         return
     if first is None:
         facts.error = "no decodable frame"
         return
     facts.pix_fmt = first.format.name
     facts.width, facts.height = int(first.width), int(first.height)
-
-
-class _StoredEntry(io.RawIOBase):
-    """A seekable read-only view of a stored (uncompressed) zip entry's bytes inside the zip file.
-
-    ``ZipFile.open`` would also work, but on Python 3.11 every backward seek re-reads the entry from
-    its start; PyAV and the box walk seek a lot.
-    """
-
-    def __init__(self, fh: BinaryIO, start: int, size: int):
-        super().__init__()
-        self._fh, self._start, self._size, self._pos = fh, start, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, buf) -> int:
-        n = max(0, min(len(buf), self._size - self._pos))
-        if n == 0:
-            return 0
-        self._fh.seek(self._start + self._pos)
-        got = self._fh.readinto(memoryview(buf)[:n])
-        self._pos += got
-        return got
-
-
-def _open_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> BinaryIO:
-    """A seekable file object for one entry: a direct view when stored, else ``ZipFile.open``."""
-    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
-        return zf.open(info)
-    raw = _RAW.get(zf.filename)
-    if raw is None:
-        raw = _RAW[zf.filename] = open(zf.filename, "rb")  # noqa: SIM115 - cached per process
-    raw.seek(info.header_offset)
-    header = raw.read(30)
-    if len(header) < 30 or header[:4] != b"PK\x03\x04":
-        raise zipfile.BadZipFile(f"bad local header for {info.filename!r}")
-    name_len, extra_len = struct.unpack("<HH", header[26:30])
-    start = info.header_offset + 30 + name_len + extra_len
-    return io.BufferedReader(_StoredEntry(raw, start, info.file_size), buffer_size=64 * 1024)
-
-
-_ZIPS: dict[str, zipfile.ZipFile] = {}
-_RAW: dict[str, BinaryIO] = {}
-
-
-def _zip(path: str) -> zipfile.ZipFile:
-    """One open ZipFile per zip and process (workers probe many entries of the same zip)."""
-    zf = _ZIPS.get(path)
-    if zf is None:
-        zf = _ZIPS[path] = zipfile.ZipFile(path)
-    return zf
-
-
-def close_zips() -> None:
-    """Close the zips this process keeps open (called after probing in-process)."""
-    while _ZIPS:
-        _, zf = _ZIPS.popitem()
-        zf.close()
-    while _RAW:
-        _, fh = _RAW.popitem()
-        fh.close()
 
 
 def probe_item(item: tuple) -> VideoFacts:
@@ -292,17 +248,106 @@ def probe_item(item: tuple) -> VideoFacts:
                 return facts
             with open(path, "rb") as fh:
                 return probe_stream(fh, facts, decode)
-        zf = _zip(path)
+        zf = open_zip(path)
         info = zf.getinfo(entry)
         facts.size_bytes = info.file_size
         if facts.size_bytes == 0:
             facts.error = "empty file (0 bytes)"
             return facts
-        with _open_entry(zf, info) as fh:
+        with open_entry(zf, info) as fh:
             return probe_stream(fh, facts, decode)
     except OSError as e:
-        facts.error = f"cannot read ({e.strerror or _short(e)})"
+        facts.error = f"cannot read ({e.strerror or short_error(e)})"
         return facts
     except zipfile.BadZipFile as e:
-        facts.error = f"damaged zip entry ({_short(e)})"
+        facts.error = f"damaged zip entry ({short_error(e)})"
         return facts
+
+
+def mp4_problem(path: Path) -> str | None:
+    """Why the file at ``path`` is not a complete MP4 by its top-level boxes (no ``ftyp``, a box cut
+    off, no ``moov``), or None; nothing is decoded."""
+    size = os.stat(path).st_size
+    with open(path, "rb") as fh:
+        return scan_boxes(fh, size)[2]
+
+
+# ------------------------------------------------------------------------------------- probe_video
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe_video` reads from a file's first video stream."""
+
+    path: str
+    container: str  # PyAV/ffmpeg demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
+    codec: str  # e.g. "h264", "vp9", "mpeg4"
+    pix_fmt: str | None
+    width: int
+    height: int
+    fps: float
+    n_frames: int
+    duration: float  # seconds
+    size_bytes: int
+
+    @property
+    def is_mp4(self) -> bool:
+        return "mp4" in self.container.split(",")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def open_video(path: Path):
+    """An open PyAV container of the file at ``path``; :class:`MediaError` when missing, empty or
+    unreadable."""
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise MediaError(f"{path}: empty file (0 bytes)")
+    try:
+        return av.open(str(path))
+    except Exception as e:  # noqa: BLE001 - PyAV raises many types for unreadable input
+        raise MediaError(f"{path}: not a readable video ({short_error(e)})") from None
+
+
+def probe_video(path: Path, decode_check: bool = False, count_frames: bool = False) -> VideoInfo:
+    """Read container/stream facts in-process (any container, not only MP4).
+
+    ``decode_check`` decodes the first frame (raises :class:`MediaError` if none decodes).
+    ``count_frames`` counts packets when the container does not store the frame count.
+    """
+    path = Path(path)
+    container = open_video(path)
+    try:
+        facts = VideoFacts(name=str(path), size_bytes=path.stat().st_size)
+        vs = stream_facts(container, facts)
+        if vs is None:
+            raise MediaError(f"{path}: no video stream")
+        if count_frames and not vs.frames:
+            facts.n_frames = sum(1 for p in container.demux(vs) if p.size) or facts.n_frames
+            container.seek(0)  # back to the start for the decode check
+        if decode_check:
+            try:
+                first = next(iter(container.decode(vs)), None)
+            except Exception as e:  # noqa: BLE001
+                raise MediaError(f"{path}: cannot decode ({short_error(e)})") from None
+            if first is None:
+                raise MediaError(f"{path}: no decodable frame")
+        return VideoInfo(
+            path=str(path),
+            container=facts.container or "",
+            codec=facts.codec or "",
+            pix_fmt=facts.pix_fmt,
+            width=facts.width,
+            height=facts.height,
+            fps=facts.fps,
+            n_frames=facts.n_frames,
+            duration=facts.duration,
+            size_bytes=facts.size_bytes,
+        )
+    finally:
+        container.close()

@@ -1,0 +1,366 @@
+"""``ipvg finetune``: LoRA training of a video model on a prepare folder, with accelerate.
+
+The stage holds no model code: the model layer (:mod:`ipvgkit.models.wan_train`) encodes and predicts,
+:mod:`ipvgkit.models.lora_train` adds and saves the adapter. One process by default; under
+``accelerate launch`` (DDP, FSDP, DeepSpeed: configs/accelerate/) every rank trains on its own share
+of each step's samples (:mod:`ipvgkit.stages.finetune_data`).
+
+Exact resume: the noise, noise levels and samples of micro-batch ``k`` on rank ``r`` depend only on
+``(seed, k, r)``; a checkpoint (accelerate ``save_state``: LoRA tensors, optimizer, lr scheduler, the
+RNG of every rank) plus the step count is therefore everything a run needs to continue as if it had
+never stopped. The end of a run is a checkpoint too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ipvgkit import __version__, config
+from ipvgkit.errors import UsageError
+from ipvgkit.models import lora_train
+from ipvgkit.models.training import Conditions, flow_loss, sample_sigmas
+from ipvgkit.progress import Progress, ensure
+from ipvgkit.stages import finetune_ckpt as ck
+from ipvgkit.stages.finetune_config import DECAYING, RESUMABLE_CHANGES, FinetuneConfig
+from ipvgkit.stages.finetune_data import TrainData, positions, sample_index
+from ipvgkit.stages.finetune_setup import (
+    cache_key_for,
+    make_optimizer,
+    make_scheduler,
+    memory,
+    resolve_device,
+    write_final,
+)
+
+FINAL = "final"
+
+
+@dataclass
+class FinetuneResult:
+    out: Path
+    steps: int
+    final: Path
+    resumed_from: Path | None = None
+    last: dict[str, Any] = field(default_factory=dict)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    model: dict[str, Any] = field(default_factory=dict)  # the model layer's describe(): components loaded
+
+
+def finetune(cfg: FinetuneConfig, progress: Progress | None = None) -> FinetuneResult:
+    """Train (or resume) the run ``cfg.out`` on ``cfg.data`` (module docstring)."""
+    return _Run(cfg, ensure(progress)).train()
+
+
+class _Run:
+    def __init__(self, cfg: FinetuneConfig, progress: Progress):
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+
+        if cfg.data is None or cfg.out is None:
+            raise UsageError("finetune needs data (a prepare folder) and out (the run folder)")
+        self.cfg = cfg = copy.deepcopy(cfg)
+        self.progress = progress
+        self.out = Path(cfg.out)
+        self.notes: list[str] = []
+        cpu, mp, dtype = resolve_device(cfg, self.notes)
+        self.data = TrainData(
+            Path(cfg.data), cfg, progress, cache_key_for(cfg)
+        )  # checked before any weight loads
+        self._check_timeline()
+        self.resume_from = self._check_run_folder()
+        self.acc = Accelerator(cpu=cpu, mixed_precision=mp)
+        self.sharded = self.acc.distributed_type.value in ("FSDP", "DEEPSPEED")  # accelerate saves the model
+        if self.acc.distributed_type.value == "DEEPSPEED" and cfg.grad_accum > 1:
+            raise UsageError(
+                "under DeepSpeed set gradient_accumulation_steps in its config and keep grad_accum 1"
+            )
+        self.model = self._load_model(dtype)
+        set_seed(cfg.seed)  # the LoRA's initial A matrices
+        self.layers = lora_train.inject_lora(
+            self.model.trainable(), cfg.lora.rank, cfg.lora.alpha, cfg.lora.targets
+        )
+        if cfg.gradient_checkpointing:
+            self.model.enable_gradient_checkpointing()
+        self.model.trainable().train()
+        self.params = [p for p in self.model.trainable().parameters() if p.requires_grad]
+        optimizer = make_optimizer(self.cfg.optim, self.params, self.acc.device, self.notes)
+        self.scheduler = make_scheduler(self.cfg.optim, optimizer, self.cfg.max_steps)
+        self.model.denoiser, self.optimizer = self.acc.prepare(self.model.trainable(), optimizer)
+        self.acc.register_for_checkpointing(self.scheduler)
+        if not self.sharded:  # checkpoints hold the LoRA tensors only, not the frozen base weights
+            self.acc.register_save_state_pre_hook(self._save_hook)
+            self.acc.register_load_state_pre_hook(self._load_hook)
+        self.saved_config = config.to_dict(cfg)
+        for n in self.notes:
+            self._log(n)
+
+    # ------------------------------------------------------------------ setup
+    def _log(self, msg: str) -> None:
+        if self.acc.is_main_process:
+            self.progress.log(msg)
+
+    def _check_timeline(self) -> None:
+        cfg = self.cfg
+        if cfg.timeline and cfg.batch_size > 1 and any(s.events for s in self.data.samples):
+            raise UsageError(
+                "timeline training conditions one clip at a time: use batch_size 1 (and grad_accum), "
+                "or timeline=false"
+            )
+
+    def _check_run_folder(self) -> Path | None:
+        cfg = self.cfg
+        if cfg.overwrite and cfg.resume:
+            raise UsageError("--overwrite and --resume exclude each other")
+        found = ck.list_checkpoints(self.out)
+        if cfg.overwrite and int(os.environ.get("RANK", "0")) == 0:
+            for p in (ck.checkpoints_dir(self.out), self.out / FINAL):
+                shutil.rmtree(p, ignore_errors=True)
+            for name in (ck.METRICS, ck.LOSS_SVG):
+                (self.out / name).unlink(missing_ok=True)
+            found = []
+        if found and cfg.resume is None and not cfg.overwrite:
+            raise UsageError(
+                f"{self.out} already holds a run (checkpoint at step {found[-1][0]}): pass --resume (auto) to "
+                "continue it or --overwrite to start again"
+            )
+        return ck.find_resume(self.out, cfg.resume)
+
+    def _load_model(self, dtype: torch.dtype):
+        from ipvgkit.models.resolve import resolve_model
+        from ipvgkit.models.wan_train import WanTraining
+
+        cfg = self.cfg
+        model = WanTraining(resolve_model(cfg.model, cfg.models_dir), str(self.acc.device), dtype)
+        events = any(s.events for s in self.data.samples)
+        needs_text = not self.data.all_cached or (
+            events and not cfg.timeline
+        )  # the cache holds timeline contexts
+        needs_vae = (
+            not self.data.all_cached or cfg.method == "reference-concat"
+        )  # references: encoded per step
+        model.load(text=needs_text, vae=needs_vae)
+        if self.data.none_cached:
+            self.notes.append(
+                "no cached tensors in the prepare folder: latents and text are encoded on the fly"
+            )
+        elif not self.data.all_cached:
+            n = len(self.data.samples) - len(self.data.cache)
+            self.notes.append(f"{n} sample(s) without cached tensors are encoded on the fly")
+        if cfg.flow.timestep_sampling == "shifted" and cfg.flow.flow_shift is None:
+            shift = model.scheduler_flow_shift()
+            if shift is None:
+                raise UsageError(
+                    "flow.flow_shift is not set and the model's scheduler has none: set it (e.g. 3.0)"
+                )
+            cfg.flow.flow_shift = shift
+            self.notes.append(f"flow_shift {shift:g} from the model's scheduler config")
+        return model
+
+    # ------------------------------------------------------------------ checkpoint hooks
+    def _save_hook(self, models: list, weights: list, output_dir: str) -> None:
+        if self.acc.is_main_process:
+            from safetensors.torch import save_file
+
+            state = lora_train.trainable_state(self.acc.unwrap_model(models[0]))
+            save_file(state, os.path.join(output_dir, ck.ADAPTER_STATE))
+        weights.clear()
+
+    def _load_hook(self, models: list, input_dir: str) -> None:
+        from safetensors.torch import load_file
+
+        path = Path(input_dir) / ck.ADAPTER_STATE
+        state = load_file(str(path))
+        lora_train.load_trainable_state(self.acc.unwrap_model(models.pop()), state, str(path))
+
+    def _resume(self) -> int:
+        ckpt = self.resume_from
+        if ckpt is None:
+            if self.cfg.resume == "auto":
+                self._log("--resume auto: no checkpoint yet, starting from step 0")
+            return 0
+        state = ck.read_state(ckpt)
+        saved = state["config"]
+        diff = ck.config_mismatch(saved, self.saved_config, RESUMABLE_CHANGES)
+        if diff:
+            raise UsageError(f"--resume {ckpt}: the checkpoint was trained with another config: {diff}")
+        o = self.cfg.optim
+        if (
+            o.lr_schedule in DECAYING
+            and o.schedule_steps is None
+            and saved["max_steps"] != self.cfg.max_steps
+        ):
+            raise UsageError(
+                f"--resume: lr schedule {o.lr_schedule} spans max_steps ({saved['max_steps']} in the checkpoint, "
+                f"{self.cfg.max_steps} now); set optim.schedule_steps to change max_steps"
+            )
+        self.acc.load_state(str(ckpt))
+        step = int(state["step"])
+        if int(state.get("world_size", 1)) != self.acc.num_processes:
+            self._log(
+                f"resuming with {self.acc.num_processes} rank(s) from a checkpoint of {state['world_size']}: "
+                "the samples of the coming steps are split differently than in an uninterrupted run"
+            )
+        if self.acc.is_main_process:
+            ck.trim_metrics(self.out, step)
+        self._log(f"resumed from {ckpt} at step {step}")
+        return step
+
+    def _save_checkpoint(self, step: int) -> Path:
+        final = ck.checkpoint_path(self.out, step)
+        tmp = final.parent / f".{final.name}.tmp-{os.environ.get('MASTER_PORT', 'single')}"
+        if self.acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        self.acc.wait_for_everyone()
+        self.acc.save_state(str(tmp))
+        digests = self._rank_digests()
+        self.acc.wait_for_everyone()
+        if self.acc.is_main_process:
+            if len(set(digests)) > 1:
+                self._log(f"warning: the ranks' LoRA weights differ at step {step} ({digests})")
+            state = {"step": step, "micro_batches": step * self.cfg.grad_accum, "config": self.saved_config,
+                     "world_size": self.acc.num_processes, "adapter_sha256_per_rank": digests,
+                     "ipvgkit": __version__}  # fmt: skip
+            (tmp / ck.STATE_FILE).write_text(json.dumps(state, indent=2, default=str) + "\n")
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            ck.prune(self.out, self.cfg.keep_checkpoints)
+            ck.write_loss_svg(self.out)
+        self.acc.wait_for_everyone()
+        return final
+
+    def _rank_digests(self) -> list[str]:
+        """sha256 of every rank's trainable tensors (equal on all ranks when data parallelism works)."""
+        import hashlib
+
+        from accelerate.utils import gather_object
+
+        if self.sharded:
+            return []
+        h = hashlib.sha256()
+        for name, t in sorted(lora_train.trainable_state(self.acc.unwrap_model(self.model.denoiser)).items()):
+            h.update(name.encode())
+            h.update(t.float().numpy().tobytes())
+        return gather_object([h.hexdigest()])
+
+    # ------------------------------------------------------------------ training
+    def _conditions(self, items: list) -> tuple[torch.Tensor, Conditions]:
+        m, cfg = self.model, self.cfg
+        dev = self.acc.device
+        lat = [it.latents if it.latents is not None else m.encode_video(it.frames[None])[0] for it in items]
+        latents = torch.stack([x.to(dev, torch.float32) for x in lat])
+        ref = None
+        if cfg.method == "reference-concat":
+            refs = [
+                it.ref_latents
+                if it.ref_latents is not None
+                else m.encode_reference([it.refs], cfg.height, cfg.width)[0]
+                for it in items
+            ]
+            ref = torch.stack([r.to(dev, torch.float32) for r in refs])
+        n_ref = 0 if ref is None else ref.shape[2]
+        if cfg.timeline and len(items) == 1 and items[0].events:
+            it = items[0]
+            if it.prompt_embeds is not None:  # prepare caches the timeline context (caption + events)
+                embeds, groups = it.prompt_embeds[None], it.token_group
+            else:
+                ctx = m.timeline_context(it.caption, [e.text for e in it.events])
+                embeds, groups = ctx.embeds, ctx.token_group
+            state = m.timeline_state(it.events, groups, cfg.frames, cfg.fps, cfg.height, cfg.width, n_ref)
+            return latents, Conditions(embeds.to(dev), ref, state)
+        texts = [
+            it.prompt_embeds
+            if it.prompt_embeds is not None and not it.events
+            else m.encode_text([it.caption])[0]
+            for it in items
+        ]
+        return latents, Conditions(torch.stack([t.to(dev) for t in texts]), ref)
+
+    def _micro_loss(self, k: int) -> tuple[torch.Tensor, list[str]]:
+        cfg = self.cfg
+        rank, world = self.acc.process_index, self.acc.num_processes
+        idx = [sample_index(p, len(self.data), cfg.seed) for p in positions(k, rank, world, cfg.batch_size)]
+        items = [self.data.load(i) for i in idx]
+        latents, cond = self._conditions(items)
+        g = torch.Generator().manual_seed(((cfg.seed * 1_000_003 + k) * 1009 + rank) % (2**63))
+        sigmas = sample_sigmas(cfg.flow, len(items), g, cfg.flow.flow_shift or 1.0)
+        noise = torch.randn(latents.shape, generator=g).to(latents.device)
+        pred, target = self.model.predict(latents, noise, sigmas, cond)
+        return flow_loss(pred, target, sigmas, cfg.flow), [it.sample_id for it in items]
+
+    def _step(self, step: int) -> dict[str, Any]:
+        from accelerate.utils import gather_object
+
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        lr = float(self.scheduler.get_last_lr()[0])
+        total = torch.zeros((), device=self.acc.device)
+        ids: list[str] = []
+        for micro in range(cfg.grad_accum):
+            last = micro == cfg.grad_accum - 1
+            sync = contextlib.nullcontext() if last else self.acc.no_sync(self.model.denoiser)
+            with sync, self.acc.autocast():
+                loss, got = self._micro_loss(step * cfg.grad_accum + micro)
+                self.acc.backward(loss / cfg.grad_accum)
+            total += loss.detach()
+            ids += got
+        grad_norm = self.acc.clip_grad_norm_(self.params, cfg.optim.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_mean = self.acc.reduce(total / cfg.grad_accum, reduction="mean")
+        return {
+            "step": step + 1, "loss": float(loss_mean), "lr": lr, "grad_norm": None if grad_norm is None else float(grad_norm),
+            "s_per_step": round(time.perf_counter() - t0, 4), **memory(self.acc.device),
+            "samples": gather_object(ids),
+        }  # fmt: skip
+
+    def train(self) -> FinetuneResult:
+        cfg = self.cfg
+        start = self._resume()
+        if self.acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            config.save(cfg, self.out / "config.yaml")
+        self.progress.phase("train", total=cfg.max_steps)
+        self.progress.advance(min(start, cfg.max_steps))
+        row: dict[str, Any] = {}
+        for step in range(start, cfg.max_steps):
+            row = self._step(step)
+            if self.acc.is_main_process:
+                with (self.out / ck.METRICS).open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+            self.progress.status(
+                f"step {row['step']}/{cfg.max_steps} loss {row['loss']:.4f} {row['s_per_step']:.2f}s/step"
+            )
+            self.progress.advance()
+            if row["step"] % cfg.checkpoint_every == 0 or row["step"] == cfg.max_steps:
+                self._save_checkpoint(row["step"])
+        final = self._write_final(max(start, cfg.max_steps) if start < cfg.max_steps else start)
+        return FinetuneResult(self.out, max(start, cfg.max_steps), final, self.resume_from, row,
+                              self.data.skipped, self.notes, self.model.describe())  # fmt: skip
+
+    def _write_final(self, steps: int) -> Path:
+        """``RUN/final``: the diffusers-format LoRA, its adapter json, the config (and ComfyUI file)."""
+
+        dest = self.out / FINAL
+        if self.sharded:  # a collective: every rank takes part in gathering the sharded tensors
+            state = lora_train.lora_from_full_state(self.acc.get_state_dict(self.model.denoiser))
+        else:
+            state = lora_train.diffusers_state(self.acc.unwrap_model(self.model.denoiser))
+        if self.acc.is_main_process:
+            write_final(dest, state, self.cfg, self.layers, self.saved_config, steps)
+            ck.write_loss_svg(self.out)
+        self.acc.wait_for_everyone()
+        return dest

@@ -1,0 +1,126 @@
+"""The pieces of a finetune run that need no training state: device and precision, the cache key,
+the optimizer and lr schedule, memory figures, and the ``RUN/final`` folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ipvgkit import __version__, config
+from ipvgkit.errors import MissingDependencyError, UsageError
+from ipvgkit.models import lora_train
+from ipvgkit.stages.finetune_config import FinetuneConfig, OptimSettings
+
+
+def resolve_device(cfg: FinetuneConfig, notes: list[str]) -> tuple[bool, str, torch.dtype]:
+    """(cpu?, mixed precision, frozen-weight dtype); a CPU run trains in fp32 and says so."""
+    if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
+        raise UsageError(f"unknown device {cfg.device!r}; use auto, cpu or cuda")
+    cpu = cfg.device == "cpu" or not torch.cuda.is_available()
+    if cfg.device.startswith("cuda") and cpu:
+        raise UsageError(f"device {cfg.device!r} asked for but no CUDA GPU is visible")
+    mp = cfg.mixed_precision
+    if cpu and mp != "no":
+        notes.append(f"training on CPU: fp32 instead of mixed precision {mp}")
+        mp = "no"
+    dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[mp]
+    return cpu, mp, dtype
+
+
+def cache_key_for(cfg: FinetuneConfig) -> str | None:
+    """The ``ipvg prepare cache`` key of this run's model and size (None with use_cache=false)."""
+    if not cfg.use_cache:
+        return None
+    from ipvgkit.models.resolve import resolve_model
+    from ipvgkit.stages.prepare_cache import cache_key, model_revision
+
+    resolved = resolve_model(cfg.model, cfg.models_dir)
+    size = {"height": cfg.height, "width": cfg.width, "frames": cfg.frames}
+    return cache_key(cfg.model, model_revision(resolved), size)
+
+
+def has_module(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def make_optimizer(
+    o: OptimSettings, params: list[torch.nn.Parameter], device: torch.device, notes: list[str]
+) -> torch.optim.Optimizer:
+    """AdamW or bitsandbytes' 8-bit AdamW; ``auto`` is resolved (into ``o``) and said in ``notes``."""
+    kind = o.optimizer
+    has_bnb = has_module("bitsandbytes")
+    if kind == "auto":
+        kind = "adamw8bit" if has_bnb and device.type == "cuda" else "adamw"
+        notes.append(f"optimizer auto -> {kind}")
+        o.optimizer = kind
+    kw = dict(lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, weight_decay=o.weight_decay)
+    if kind == "adamw8bit":
+        if not has_bnb or device.type != "cuda":
+            raise MissingDependencyError(
+                "optim.optimizer adamw8bit needs bitsandbytes and a CUDA GPU (pip install bitsandbytes)"
+            )
+        import bitsandbytes as bnb
+
+        return bnb.optim.AdamW8bit(params, **kw)
+    return torch.optim.AdamW(params, **kw)
+
+
+def make_scheduler(o: OptimSettings, optimizer: torch.optim.Optimizer, max_steps: int):
+    """diffusers' lr schedule, spanning ``schedule_steps`` (or ``max_steps``), with warm-up."""
+    from diffusers.optimization import get_scheduler
+
+    total = o.schedule_steps or max_steps
+    return get_scheduler(o.lr_schedule, optimizer, num_warmup_steps=o.warmup_steps, num_training_steps=total)
+
+
+def memory(device: torch.device) -> dict[str, Any]:
+    """Peak memory so far: CUDA allocations on a GPU, the process's peak RSS on CPU."""
+    if device.type == "cuda":
+        return {
+            "memory_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1),
+            "memory_kind": "cuda-peak",
+        }
+    return {
+        "memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "memory_kind": "rss-peak",
+    }
+
+
+def write_final(
+    dest: Path,
+    state: dict[str, torch.Tensor],
+    cfg: FinetuneConfig,
+    layers: Sequence[str],
+    saved: dict,
+    steps: int,
+) -> Path:
+    """``RUN/final``: the diffusers-format LoRA, ``ipvg_adapter.json``, the config (and the ComfyUI file),
+    written into a temp folder that replaces ``dest`` when complete."""
+    from ipvgkit.models.identity import ADAPTER_FILE
+
+    meta = {"ipvg_base_model": cfg.model, "ipvg_identity": cfg.method, "ipvg_steps": str(steps),
+            "ipvg_version": __version__, "ipvg_config": json.dumps(saved, default=str)}  # fmt: skip
+    tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    lora_train.save_diffusers_lora(tmp, state, cfg.lora.rank, cfg.lora.alpha, layers, meta)
+    if "comfy" in cfg.export:
+        lora_train.export_comfy(tmp, state, cfg.lora.alpha, meta)
+    info = {"identity": cfg.method, "base_model": cfg.model, "steps": steps, "lora": lora_train.LORA_WEIGHT_NAME,
+            "rank": cfg.lora.rank, "alpha": cfg.lora.alpha, "frames": cfg.frames, "height": cfg.height,
+            "width": cfg.width, "config": saved}  # fmt: skip
+    (tmp / ADAPTER_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")
+    config.save(cfg, tmp / "config.yaml")
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(tmp, dest)
+    return dest

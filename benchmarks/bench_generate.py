@@ -52,6 +52,18 @@ def _testset(root: Path, n: int) -> Path:
     return path
 
 
+class _Silent:
+    """A progress sink that drops everything (the runner's messages are not timed output)."""
+
+    def phase(self, name, total=None): ...
+
+    def advance(self, n=1): ...
+
+    def status(self, text): ...
+
+    def log(self, msg): ...
+
+
 class Plain:
     """The baseline: diffusers' own WanPipeline call with the runner's settings."""
 
@@ -212,7 +224,7 @@ def run(args: argparse.Namespace) -> dict:
 
     from ipvgkit.data.testsets import load_testset
     from ipvgkit.models.tiny import materialise_tiny
-    from ipvgkit.stages.generate import GenerateHooks, derive_seed, run_generation
+    from ipvgkit.stages.generate import derive_seed, run_generation
 
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="ipvg-bench-gen-"))
@@ -245,7 +257,7 @@ def run(args: argparse.Namespace) -> dict:
             wall["plain_export"].append((time.perf_counter() - t) / len(cases))
             cpu["plain_export"].append((_cpu() - c) / len(cases))
             t, c = time.perf_counter(), _cpu()
-            report = run_generation(cfg, backend=backend, hooks=GenerateHooks(log=lambda m: None))
+            report = run_generation(cfg, backend=backend, progress=_Silent())
             wall["ours"].append((time.perf_counter() - t) / len(cases))
             cpu["ours"].append((_cpu() - c) / len(cases))
             assert report.ok, report.problems

@@ -128,7 +128,7 @@ def ray_startup(workers: int) -> float:
 
 def bench_cache(root: Path, ann: Path, videos: Path, bucket: str, models: Path) -> dict:
     from ipvgkit.models.base import ModelOptions
-    from ipvgkit.models.registry import load_backend
+    from ipvgkit.models.factory import load_backend
     from ipvgkit.stages.prepare import PrepareConfig, run_prepare
     from ipvgkit.stages.prepare_cache import CacheConfig, run_cache
     from ipvgkit.stages.prepare_work import SampleSettings

@@ -38,7 +38,7 @@ def test_no_environment_is_a_single_process():
 def test_torchrun_environment():
     s = env_shard({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"})
     assert (s.rank, s.world_size, s.local_rank, s.source) == (3, 4, 1, "env")
-    assert s.label() == "rank 3 of 4"
+    assert s.label() == "share 4/4 (rank 3 of 4)"
 
 
 @pytest.mark.parametrize(

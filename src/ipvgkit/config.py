@@ -11,6 +11,7 @@ import dataclasses
 import os
 import types
 import typing
+from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,6 +28,8 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     def conv(v: Any) -> Any:
         if dataclasses.is_dataclass(v) and not isinstance(v, type):
             return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, Enum):
+            return v.value
         if isinstance(v, Path):
             return str(v)
         if isinstance(v, (list, tuple)):
@@ -57,6 +60,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if value not in args:
             raise ConfigError(f"config key {key!r}: {value!r} is not one of {', '.join(map(repr, args))}")
         return value
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            known = ", ".join(repr(m.value) for m in tp)
+            raise ConfigError(f"config key {key!r}: {value!r} is not one of {known}") from None
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"config key {key!r}: expected a mapping, got {value!r}")

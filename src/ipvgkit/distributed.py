@@ -45,7 +45,10 @@ class Shard:
         return index % self.world_size == self.rank
 
     def label(self) -> str:
-        return f"rank {self.rank} of {self.world_size}" if self.is_distributed else "single process"
+        """``share K/N`` (1-based, as ``--shard K/N`` is given) and the 0-based rank a launcher sets."""
+        if not self.is_distributed:
+            return "single process"
+        return f"share {self.rank + 1}/{self.world_size} (rank {self.rank} of {self.world_size})"
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -19,7 +19,20 @@ from ipvgkit.stages.generate import derive_seed, read_generation_log
 from tests.stages.test_generate import write_testset_b, write_testset_c
 
 runner = CliRunner()
-SMALL = ["--model", "tiny-wan", "--frames", "9", "--height", "32", "--width", "32", "--steps", "2"]
+SMALL = [
+    "--model",
+    "tiny-wan",
+    "--identity",
+    "none",
+    "--frames",
+    "9",
+    "--height",
+    "32",
+    "--width",
+    "32",
+    "--steps",
+    "2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -81,14 +94,26 @@ def test_missing_reference_fails_alone_with_exit_1_and_a_summary(tmp_path, model
     assert "case 2" in r.output and "id2.png" in r.output
 
 
-def test_failed_check_names_the_case(tmp_path, models_dir):
-    cases = write_testset_b(tmp_path / "ts", n=1)
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--frames", "10"], "4k+1"),
+        (["--height", "30"], "multiple of 16"),
+        (["--steps", "0"], "steps must be at least 1"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+    ],
+)
+def test_request_level_problems_are_one_usage_line_before_any_model(tmp_path, extra, needle):
+    """Issue 8 item 3: one exit-2 line, not one failure per case; the model (here one that does not
+    exist) is never looked at."""
+    cases = write_testset_b(tmp_path / "ts", n=3)
     out = tmp_path / "out"
-    args = ["--track", "1", "--cases", str(cases), *SMALL, "--frames", "10", "--out", str(out)]
-    r = invoke(args, models_dir)
-    assert r.exit_code == 1, r.output
-    assert "case 1" in r.output and "4k+1" in r.output
-    assert not list(out.glob("*.mp4"))
+    args = ["--track", "1", "--cases", str(cases), *SMALL, "--model", str(tmp_path / "no-model"), *extra]
+    r = invoke([*args, "--out", str(out)], tmp_path / "models")
+    assert r.exit_code == 2, r.output
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0] and "case" not in lines[0], r.stderr
+    assert not out.exists() and not (tmp_path / "models").exists()
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from tests.models.conftest import save_tiny_lora
 from tests.stages.test_generate import write_testset_c
 
 runner = CliRunner()
-SMALL = ["--model", "tiny-wan", "--frames", "9", "--height", "32", "--width", "32"]
+SMALL = ["--model", "tiny-wan", "--identity", "none", "--frames", "9", "--height", "32", "--width", "32"]
 
 
 @pytest.fixture(scope="module")

@@ -89,7 +89,7 @@ def test_timeline_problems():
     overlap = [Event(0, 3, "a"), Event(2, 5, "b")]
     assert any("overlaps" in p for p in frames.timeline_problems(overlap, "seconds", 81, 16.0))
     backwards = [Event(3, 1, "a")]
-    assert any("start is not before end" in p for p in frames.timeline_problems(backwards, None, 81, 16.0))
+    assert any("must be before end" in p for p in frames.timeline_problems(backwards, None, 81, 16.0))
     assert frames.timeline_problems([Event(0, 1, "a")], "fraction", 81, 16.0) == []
 
 

@@ -19,9 +19,9 @@ from ipvgkit.assets import sample_image
 from ipvgkit.errors import CaseError, CheckFailed, UsageError
 from ipvgkit.media import probe_video, read_video
 from ipvgkit.models.base import GenerationRequest, ModelOptions, VideoBackend
+from ipvgkit.progress import Progress, Recorder
 from ipvgkit.stages.generate import (
     GenerateConfig,
-    GenerateHooks,
     build_request,
     derive_seed,
     finished_video_problem,
@@ -115,8 +115,18 @@ def cfg_for(cases: Path, out: Path, **kw) -> GenerateConfig:
     return GenerateConfig(**args)
 
 
-def quiet_hooks(lines: list[str]) -> GenerateHooks:
-    return GenerateHooks(log=lines.append)
+class Lines(Progress):
+    """A progress sink that keeps the log lines."""
+
+    def __init__(self, lines: list[str]):
+        self.lines = lines
+
+    def log(self, msg: str) -> None:
+        self.lines.append(msg)
+
+
+def quiet_hooks(lines: list[str]) -> Progress:
+    return Lines(lines)
 
 
 def test_gradient_backend_implements_the_protocol():
@@ -126,7 +136,7 @@ def test_gradient_backend_implements_the_protocol():
 def test_one_h264_video_per_case_at_its_output_name(tmp_path):
     cases = write_testset_c(tmp_path / "ts", n=3)
     out = tmp_path / "out"
-    report = run_generation(cfg_for(cases, out, track=2), backend=GradientBackend(), hooks=quiet_hooks([]))
+    report = run_generation(cfg_for(cases, out, track=2), backend=GradientBackend(), progress=quiet_hooks([]))
     assert report.ok
     assert [r.status for r in report.results] == ["ok"] * 3
     for name in ("1.mp4", "2.mp4", "3.mp4"):
@@ -140,7 +150,7 @@ def test_one_h264_video_per_case_at_its_output_name(tmp_path):
 def test_format_b_on_track_1(tmp_path):
     cases = write_testset_b(tmp_path / "ts", n=2)
     report = run_generation(
-        cfg_for(cases, tmp_path / "out", track=1), backend=GradientBackend(), hooks=quiet_hooks([])
+        cfg_for(cases, tmp_path / "out", track=1), backend=GradientBackend(), progress=quiet_hooks([])
     )
     assert [r.output_name for r in report.results] == ["1.mp4", "2.mp4"]
     assert all((tmp_path / "out" / n).is_file() for n in ("1.mp4", "2.mp4"))
@@ -156,10 +166,10 @@ def test_wrong_track_is_a_usage_error(tmp_path):
 def test_rerun_skips_finished_videos_without_touching_them(tmp_path):
     cases = write_testset_c(tmp_path / "ts", n=3)
     out = tmp_path / "out"
-    run_generation(cfg_for(cases, out), backend=GradientBackend(), hooks=quiet_hooks([]))
+    run_generation(cfg_for(cases, out), backend=GradientBackend(), progress=quiet_hooks([]))
     before = {p.name: (p.stat().st_mtime_ns, p.stat().st_ino) for p in out.glob("*.mp4")}
     backend = GradientBackend()
-    report = run_generation(cfg_for(cases, out), backend=backend, hooks=quiet_hooks([]))
+    report = run_generation(cfg_for(cases, out), backend=backend, progress=quiet_hooks([]))
     assert [r.status for r in report.results] == ["skipped"] * 3
     assert backend.generated == [] and backend.checked == []
     assert {p.name: (p.stat().st_mtime_ns, p.stat().st_ino) for p in out.glob("*.mp4")} == before
@@ -168,12 +178,12 @@ def test_rerun_skips_finished_videos_without_touching_them(tmp_path):
 def test_truncated_video_is_redone(tmp_path):
     cases = write_testset_c(tmp_path / "ts", n=2)
     out = tmp_path / "out"
-    run_generation(cfg_for(cases, out), backend=GradientBackend(), hooks=quiet_hooks([]))
+    run_generation(cfg_for(cases, out), backend=GradientBackend(), progress=quiet_hooks([]))
     good = (out / "2.mp4").read_bytes()
     (out / "2.mp4").write_bytes(good[: len(good) - 40])
     assert finished_video_problem(out / "2.mp4", 9, 32, 32) is not None
     backend = GradientBackend()
-    report = run_generation(cfg_for(cases, out), backend=backend, hooks=quiet_hooks([]))
+    report = run_generation(cfg_for(cases, out), backend=backend, progress=quiet_hooks([]))
     assert backend.generated == ["2"]
     assert {r.case_id: r.status for r in report.results} == {"1": "skipped", "2": "ok"}
     assert finished_video_problem(out / "2.mp4", 9, 32, 32) is None
@@ -183,9 +193,9 @@ def test_truncated_video_is_redone(tmp_path):
 def test_video_with_other_settings_is_redone(tmp_path):
     cases = write_testset_c(tmp_path / "ts", n=1)
     out = tmp_path / "out"
-    run_generation(cfg_for(cases, out), backend=GradientBackend(), hooks=quiet_hooks([]))
+    run_generation(cfg_for(cases, out), backend=GradientBackend(), progress=quiet_hooks([]))
     backend = GradientBackend()
-    run_generation(cfg_for(cases, out, frames=13), backend=backend, hooks=quiet_hooks([]))
+    run_generation(cfg_for(cases, out, frames=13), backend=backend, progress=quiet_hooks([]))
     assert backend.generated == ["1"]
     assert probe_video(out / "1.mp4", count_frames=True).n_frames == 13
 
@@ -198,7 +208,7 @@ def test_temp_file_from_a_crash_is_cleaned_and_the_case_redone(tmp_path):
     stale.write_bytes(b"\x00" * 100)
     foreign = out / ".other.tmp-xyz.mp4"  # not a temp of one of our cases: left alone
     foreign.write_bytes(b"x")
-    report = run_generation(cfg_for(cases, out), backend=GradientBackend(), hooks=quiet_hooks([]))
+    report = run_generation(cfg_for(cases, out), backend=GradientBackend(), progress=quiet_hooks([]))
     assert report.ok
     assert not stale.exists()
     assert foreign.exists()
@@ -208,10 +218,10 @@ def test_temp_file_from_a_crash_is_cleaned_and_the_case_redone(tmp_path):
 def test_overwrite_regenerates(tmp_path):
     cases = write_testset_c(tmp_path / "ts", n=2)
     out = tmp_path / "out"
-    run_generation(cfg_for(cases, out), backend=GradientBackend(), hooks=quiet_hooks([]))
+    run_generation(cfg_for(cases, out), backend=GradientBackend(), progress=quiet_hooks([]))
     inodes = {p.name: p.stat().st_ino for p in out.glob("*.mp4")}
     backend = GradientBackend()
-    report = run_generation(cfg_for(cases, out, overwrite=True), backend=backend, hooks=quiet_hooks([]))
+    report = run_generation(cfg_for(cases, out, overwrite=True), backend=backend, progress=quiet_hooks([]))
     assert sorted(backend.generated) == ["1", "2"]
     assert [r.status for r in report.results] == ["ok", "ok"]
     assert all(p.stat().st_ino != inodes[p.name] for p in out.glob("*.mp4"))
@@ -221,7 +231,7 @@ def test_missing_reference_fails_alone(tmp_path):
     cases = write_testset_c(tmp_path / "ts", n=3, missing={2})
     out = tmp_path / "out"
     lines: list[str] = []
-    report = run_generation(cfg_for(cases, out), backend=GradientBackend(), hooks=quiet_hooks(lines))
+    report = run_generation(cfg_for(cases, out), backend=GradientBackend(), progress=quiet_hooks(lines))
     status = {r.case_id: r.status for r in report.results}
     assert status == {"1": "ok", "2": "failed", "3": "ok"}
     assert (out / "1.mp4").is_file() and (out / "3.mp4").is_file() and not (out / "2.mp4").exists()
@@ -252,19 +262,20 @@ def test_check_runs_for_every_case_before_any_generation(tmp_path):
             return super().generate(request)
 
     backend = Recording()
-    run_generation(cfg_for(cases, tmp_path / "out"), backend=backend, hooks=quiet_hooks([]))
+    run_generation(cfg_for(cases, tmp_path / "out"), backend=backend, progress=quiet_hooks([]))
     assert backend.calls == ["check 1", "check 2", "generate 1", "generate 2"]
 
 
 def test_failed_check_and_failed_generation_are_logged_and_the_batch_goes_on(tmp_path):
     cases = write_testset_c(tmp_path / "ts", n=3)
     out = tmp_path / "out"
-    report = run_generation(cfg_for(cases, out, frames=10), backend=GradientBackend(), hooks=quiet_hooks([]))
-    assert all(r.status == "failed" and "4k+1" in r.error for r in report.results)
-    assert not list(out.glob("*.mp4"))
+    # a request-level problem is one usage error before any model is loaded (issue 8, item 3)
+    with pytest.raises(UsageError, match="4k\\+1"):
+        cfg_for(cases, out, frames=10)
+    assert not out.exists()
 
     backend = GradientBackend(fail_generate={"2"})
-    report = run_generation(cfg_for(cases, out), backend=backend, hooks=quiet_hooks([]))
+    report = run_generation(cfg_for(cases, out), backend=backend, progress=quiet_hooks([]))
     assert {r.case_id: r.status for r in report.results} == {"1": "ok", "2": "failed", "3": "ok"}
     failed = report.by_status("failed")[0]
     assert failed.error.startswith("RuntimeError: out of memory")
@@ -278,10 +289,10 @@ def _decoded(out: Path) -> dict[str, bytes]:
 def test_two_shards_split_without_overlap_and_match_an_unsharded_run(tmp_path):
     cases = write_testset_c(tmp_path / "ts", n=5)
     full, split = tmp_path / "full", tmp_path / "split"
-    run_generation(cfg_for(cases, full), backend=GradientBackend(), hooks=quiet_hooks([]))
+    run_generation(cfg_for(cases, full), backend=GradientBackend(), progress=quiet_hooks([]))
     b1, b2 = GradientBackend(), GradientBackend()
-    r1 = run_generation(cfg_for(cases, split, shard="1/2"), backend=b1, hooks=quiet_hooks([]))
-    r2 = run_generation(cfg_for(cases, split, shard="2/2"), backend=b2, hooks=quiet_hooks([]))
+    r1 = run_generation(cfg_for(cases, split, shard="1/2"), backend=b1, progress=quiet_hooks([]))
+    r2 = run_generation(cfg_for(cases, split, shard="2/2"), backend=b2, progress=quiet_hooks([]))
     assert set(b1.generated).isdisjoint(b2.generated)
     assert sorted(b1.generated + b2.generated) == ["1", "2", "3", "4", "5"]
     assert (r1.shard.rank, r1.shard.world_size, r2.shard.rank) == (0, 2, 1)
@@ -298,7 +309,7 @@ def test_ranks_from_environment_split_the_cases(tmp_path, monkeypatch):
         monkeypatch.setenv("WORLD_SIZE", "2")
         monkeypatch.setenv("LOCAL_RANK", str(rank))
         backend = GradientBackend()
-        run_generation(cfg_for(cases, tmp_path / "out"), backend=backend, hooks=quiet_hooks([]))
+        run_generation(cfg_for(cases, tmp_path / "out"), backend=backend, progress=quiet_hooks([]))
         owned.append(backend.generated)
     assert owned == [["1", "3"], ["2", "4"]]
 
@@ -331,8 +342,8 @@ def test_request_carries_case_and_settings(tmp_path):
 def test_jsonl_records(tmp_path):
     cases = write_testset_c(tmp_path / "ts", n=2, missing={2})
     out = tmp_path / "out"
-    run_generation(cfg_for(cases, out, seed=3), backend=GradientBackend(), hooks=quiet_hooks([]))
-    run_generation(cfg_for(cases, out, seed=3), backend=GradientBackend(), hooks=quiet_hooks([]))
+    run_generation(cfg_for(cases, out, seed=3), backend=GradientBackend(), progress=quiet_hooks([]))
+    run_generation(cfg_for(cases, out, seed=3), backend=GradientBackend(), progress=quiet_hooks([]))
     lines = (out / "generation.jsonl").read_text().splitlines()
     recs = [json.loads(line) for line in lines]
     # one line per case per run; malformed and skipped cases are logged before any generation
@@ -370,7 +381,7 @@ def test_resolved_config_is_saved(tmp_path):
     cases = write_testset_c(tmp_path / "ts", n=1)
     out = tmp_path / "out"
     cfg = cfg_for(cases, out, seed=11, guidance=2.0, track=2)
-    run_generation(cfg, backend=GradientBackend(), hooks=quiet_hooks([]))
+    run_generation(cfg, backend=GradientBackend(), progress=quiet_hooks([]))
     saved = config.read_yaml(out / "generate.yaml")
     assert saved["seed"] == 11 and saved["track"] == 2 and saved["model_options"]["model"] == "gradient"
     assert config.from_dict(GenerateConfig, saved) == cfg
@@ -398,14 +409,13 @@ def test_missing_testset_is_an_input_error(tmp_path):
 
 def test_hooks_see_every_case(tmp_path):
     cases = write_testset_c(tmp_path / "ts", n=3)
-    seen: dict[str, list] = {"planned": [], "done": []}
-    hooks = GenerateHooks(
-        log=lambda m: None,
-        planned=seen["planned"].append,
-        done=lambda r: seen["done"].append(r.case_id),
-    )
-    run_generation(cfg_for(cases, tmp_path / "out"), backend=GradientBackend(), hooks=hooks)
-    assert seen == {"planned": [3], "done": ["1", "2", "3"]}
+    rec = Recorder()
+    run_generation(cfg_for(cases, tmp_path / "out"), backend=GradientBackend(), progress=rec)
+    seen = {
+        "planned": [e[2] for e in rec.events if e[0] == "phase"],
+        "done": [e[1] for e in rec.events if e[0] == "advance"],
+    }
+    assert seen == {"planned": [3], "done": [1, 1, 1]}
 
 
 def test_optional_load_runs_once_before_the_first_case(tmp_path):
@@ -428,12 +438,12 @@ def test_optional_load_runs_once_before_the_first_case(tmp_path):
 
     backend = Loading()
     out = tmp_path / "out"
-    report = run_generation(cfg_for(cases, out), backend=backend, hooks=quiet_hooks([]))
+    report = run_generation(cfg_for(cases, out), backend=backend, progress=quiet_hooks([]))
     assert backend.events == ["load", "generate 1", "generate 2"]
     assert report.load_seconds is not None and report.load_seconds >= 0
     assert {r["settings"]["identity"] for r in read_generation_log(out)} == {"reference-concat"}
     again = Loading()
-    report = run_generation(cfg_for(cases, out), backend=again, hooks=quiet_hooks([]))
+    report = run_generation(cfg_for(cases, out), backend=again, progress=quiet_hooks([]))
     assert again.events == [] and report.load_seconds is None  # nothing to do: no weights loaded
 
 
@@ -443,7 +453,7 @@ def test_encoding_failure_fails_that_case_alone(tmp_path, background):
     out = tmp_path / "out"
     (out / "2.mp4").mkdir(parents=True)  # the video cannot be renamed onto a folder
     cfg = cfg_for(cases, out, background_encode=background)
-    report = run_generation(cfg, backend=GradientBackend(), hooks=quiet_hooks([]))
+    report = run_generation(cfg, backend=GradientBackend(), progress=quiet_hooks([]))
     assert {r.case_id: r.status for r in report.results} == {"1": "ok", "2": "failed", "3": "ok"}
     assert [r.case_id for r in report.results] == ["1", "2", "3"]  # logged in order
     assert finished_video_problem(out / "3.mp4", 9, 32, 32) is None
@@ -456,7 +466,7 @@ def test_background_and_foreground_encoding_give_identical_files(tmp_path):
         run_generation(
             cfg_for(cases, tmp_path / f"out{bg}", background_encode=bg),
             backend=GradientBackend(),
-            hooks=quiet_hooks([]),
+            progress=quiet_hooks([]),
         )
     assert _decoded(tmp_path / "outTrue") == _decoded(tmp_path / "outFalse")
 
@@ -472,7 +482,7 @@ def test_format_a_writes_nested_output_names_and_cleans_their_temps(tmp_path):
     (out / "id002").mkdir(parents=True)
     stale = out / "id002" / ".prompt2.tmp-dead.mp4"
     stale.write_bytes(b"half")
-    report = run_generation(cfg_for(root, out, track=1), backend=GradientBackend(), hooks=quiet_hooks([]))
+    report = run_generation(cfg_for(root, out, track=1), backend=GradientBackend(), progress=quiet_hooks([]))
     assert report.ok and not stale.exists()
     names = sorted(str(p.relative_to(out)) for p in out.rglob("*.mp4"))
     assert names == ["id001/prompt1.mp4", "id001/prompt2.mp4", "id002/prompt1.mp4", "id002/prompt2.mp4"]
@@ -489,10 +499,53 @@ def test_interrupt_keeps_and_logs_finished_videos(tmp_path):
             return super().generate(request)
 
     with pytest.raises(KeyboardInterrupt):
-        run_generation(cfg_for(cases, out), backend=Interrupted(), hooks=quiet_hooks([]))
+        run_generation(cfg_for(cases, out), backend=Interrupted(), progress=quiet_hooks([]))
     assert [(r["case_id"], r["status"]) for r in read_generation_log(out)] == [("1", "ok")]
     assert finished_video_problem(out / "1.mp4", 9, 32, 32) is None
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
     backend = GradientBackend()
-    run_generation(cfg_for(cases, out), backend=backend, hooks=quiet_hooks([]))  # the rerun resumes
+    run_generation(cfg_for(cases, out), backend=backend, progress=quiet_hooks([]))  # the rerun resumes
     assert backend.generated == ["2", "3"]
+
+
+def test_ctrl_c_reports_the_cut_off_cases_as_interrupted_not_failed(tmp_path):
+    """Ctrl-C reaches ffmpeg too: the video being encoded fails; it is reported as interrupted (not as a
+    failed case) and nothing about it enters the log, so the rerun simply generates it."""
+    cases = write_testset_c(tmp_path / "ts", n=3)
+    out = tmp_path / "out"
+    (out / "1.mp4").mkdir(parents=True)  # case 1's encode fails, as ffmpeg killed by SIGINT would
+
+    class Interrupted(GradientBackend):
+        def generate(self, request):
+            if request.case_id == "2":
+                raise KeyboardInterrupt
+            return super().generate(request)
+
+    lines: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        run_generation(cfg_for(cases, out), backend=Interrupted(), progress=quiet_hooks(lines))
+    assert read_generation_log(out) == []
+    assert "case 2: interrupted (rerun to generate it)" in lines
+    assert "case 1: interrupted (rerun to generate it)" in lines
+    assert not any("failed" in line for line in lines)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no claim or temp left
+
+
+def test_claims_are_exclusive_and_released(tmp_path):
+    from ipvgkit.stages import generate_claim as claims
+
+    dest = tmp_path / "1.mp4"
+    mine, owner = claims.acquire(dest)
+    assert mine is not None and owner is None
+    again, owner = claims.acquire(dest)  # held by a live process (this one)
+    assert again is None and owner["pid"] == __import__("os").getpid()
+    mine.release()
+    assert not claims.claim_path(dest).exists()
+    empty = claims.claim_path(dest)
+    empty.write_text("")  # a crash between create and write: live for a while, then stale
+    assert claims.acquire(dest)[0] is None
+    old = __import__("time").time() - claims.EMPTY_STALE_SECONDS - 5
+    __import__("os").utime(empty, (old, old))
+    taken, _ = claims.acquire(dest)
+    assert taken is not None
+    taken.release()

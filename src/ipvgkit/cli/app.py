@@ -11,7 +11,7 @@ import importlib
 
 import typer
 from rich.markup import escape
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 
 from ipvgkit import __version__
 
@@ -27,6 +27,17 @@ COMMAND_MODULES = [
     "demo",
     "doctor",
 ]
+
+
+def _flag_type_rich(self, ctx):
+    """A boolean flag takes no value: show no ``<bool>`` type for it in ``--help``."""
+    if getattr(self, "is_flag", False) and getattr(self, "is_bool_flag", False):
+        return None
+    return _typer_type_rich(self, ctx)
+
+
+_typer_type_rich = TyperOption.display_type_rich
+TyperOption.display_type_rich = _flag_type_rich  # typer >= 0.20 shows a value type for flags too
 
 
 class _Group(TyperGroup):
@@ -55,7 +66,7 @@ app = typer.Typer(
         "challenge submission.\n\nStart with `ipvg doctor`, then `ipvg demo`."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

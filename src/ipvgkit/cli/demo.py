@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from ipvgkit.cli.options import ConfigOpt, JsonOpt, ModelsDirOpt, OverwriteOpt, SetOpt
+from ipvgkit.cli.options import (
+    ConfigOpt,
+    JsonOpt,
+    ModelsDirOpt,
+    OverwriteOpt,
+    QuietOpt,
+    SetOpt,
+    config_values,
+    opt,
+)
 
 EPILOG = """Examples:
 
@@ -23,59 +32,70 @@ Exit status: 0 when every step succeeded, 1 otherwise (the failed step says why)
 
 
 def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-out"),
-    generate: Annotated[bool, typer.Option(help="Generate both tracks with tiny-wan.")] = True,
-    score: Annotated[bool, typer.Option(help="Score with the offline preset.")] = True,
+    out: Annotated[Path | None, opt("--out", "-o", help="Output folder (default demo-out).")] = None,
+    generate: Annotated[
+        bool | None, opt("--generate/--no-generate", help="Generate both tracks with tiny-wan (default on).")
+    ] = None,
+    score: Annotated[
+        bool | None, opt("--score/--no-score", help="Score with the offline preset (default on).")
+    ] = None,
     models_dir: ModelsDirOpt = None,
     overwrite: OverwriteOpt = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Run the whole chain on the built-in tiny model and real face photos: prints where the zips are."""
     from ipvgkit import config as config_mod
-    from ipvgkit.cli.ui import err
-    from ipvgkit.cli.ui import out as console
+    from ipvgkit.cli.ui import stage_progress
     from ipvgkit.stages.demo import DemoConfig, run_demo
 
-    cfg = config_mod.resolve(
-        DemoConfig,
-        config,
-        {"out": out, "generate": generate, "score": score, "models_dir": models_dir, "overwrite": overwrite},
-        set_,
-    )
-    notify = None if json_out else (lambda name: err.print(f"[cyan]>[/] {name} ...", highlight=False))
-    report = run_demo(cfg, notify=notify)
+    cli = config_values(out=out, models_dir=models_dir, overwrite=overwrite)
+    cli.update({k: v for k, v in {"generate": generate, "score": score}.items() if v is not None})
+    cfg = config_mod.resolve(DemoConfig, config, cli, set_)
+    with stage_progress(enabled=not quiet and not json_out) as progress:
+        report = run_demo(cfg, progress=progress)
     config_mod.save(cfg, Path(cfg.out) / "demo.yaml")
     if json_out:
-        from ipvgkit.cli.ui import print_json
-
-        print_json(
-            {
-                "ok": report.ok,
-                "out": str(report.out),
-                "steps": [vars(s) for s in report.steps],
-                "zips": {k: str(v) for k, v in report.zips.items()},
-                "reports": {k: str(v) for k, v in report.reports.items()},
-            }
-        )
+        _print_json(report)
     else:
-        from rich.markup import escape
-        from rich.table import Table
-
-        table = Table(title=f"ipvg demo -> {report.out}")
-        for col in ("step", "status", "seconds", "result"):
-            table.add_column(col, overflow="fold")
-        for s in report.steps:
-            status = "[green]ok[/]" if s.ok else "[red]failed[/]"
-            table.add_row(escape(s.name), status, f"{s.seconds:.1f}", escape(s.detail))
-        console.print(table)
-        for name, path in report.zips.items():
-            console.print(f"zip: [bold]{escape(str(path))}[/] ({escape(name)})")
-        for label, path in report.reports.items():
-            console.print(f"score report ({escape(label)}): {escape(str(path))}")
+        _print_report(report)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _print_json(report) -> None:
+    from ipvgkit.cli.ui import print_json
+
+    print_json(
+        {
+            "ok": report.ok,
+            "out": str(report.out),
+            "steps": [vars(s) for s in report.steps],
+            "zips": {k: str(v) for k, v in report.zips.items()},
+            "reports": {k: str(v) for k, v in report.reports.items()},
+        }
+    )
+
+
+def _print_report(report) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ipvgkit.cli.ui import out as console
+
+    table = Table(title=f"ipvg demo -> {report.out}")
+    for col in ("step", "status", "seconds", "result"):
+        table.add_column(col, overflow="fold")
+    for s in report.steps:
+        status = "[green]ok[/]" if s.ok else "[red]failed[/]"
+        table.add_row(escape(s.name), status, f"{s.seconds:.1f}", escape(s.detail))
+    console.print(table)
+    for name, path in report.zips.items():
+        console.print(f"zip: [bold]{escape(str(path))}[/] ({escape(name)})")
+    for label, path in report.reports.items():
+        console.print(f"score report ({escape(label)}): {escape(str(path))}")
 
 
 def register(app: typer.Typer) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ipvgkit.cli.options import JsonOpt, ModelsDirOpt
+from ipvgkit.cli.options import JsonOpt, ModelsDirOpt, QuietOpt
 
 EPILOG = """Examples:
 
@@ -16,11 +16,13 @@ EPILOG = """Examples:
 """
 
 
-def doctor(json_out: JsonOpt = False, models_dir: ModelsDirOpt = None) -> None:
+def doctor(json_out: JsonOpt = False, models_dir: ModelsDirOpt = None, quiet: QuietOpt = False) -> None:
     """Check python, torch/CUDA, ffmpeg+libx264, PyAV, optional extras and the models directory."""
+    from ipvgkit.cli.ui import stage_progress
     from ipvgkit.stages.doctor import run_checks
 
-    checks = run_checks(models_dir=models_dir)
+    with stage_progress(enabled=not quiet) as progress:
+        checks = run_checks(models_dir=models_dir, progress=progress)
     failed = [c for c in checks if c.required and not c.ok]
     if json_out:
         from ipvgkit.cli.ui import print_json
@@ -33,15 +35,19 @@ def doctor(json_out: JsonOpt = False, models_dir: ModelsDirOpt = None) -> None:
         from ipvgkit.cli.ui import out
 
         table = Table(title="ipvg doctor", show_lines=False)
-        for col in ("component", "status", "details", "fix"):
-            table.add_column(col, overflow="fold")
+        names = min(24, max(len(w) for c in checks for w in c.name.split()))
+        table.add_column("component", min_width=names, overflow="fold")  # whole words: fold by column
+        table.add_column("status", no_wrap=True)
+        rest = max(20, out.width - names - len("optional") - 13)  # 13: borders and padding of 4 columns
+        table.add_column("details", max_width=rest * 11 // 20, overflow="fold")
+        table.add_column("fix", max_width=rest - rest * 11 // 20, overflow="fold")
         for c in checks:
             if c.ok:
                 status = "[green]ok[/]"
             elif c.required:
                 status = "[red]missing[/]"
             else:
-                status = "[yellow]optional, missing[/]"
+                status = "[yellow]optional[/]"
             table.add_row(escape(c.name), status, escape(c.details), "" if c.ok else escape(c.fix))
         out.print(table)
         if failed:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
+
+from ipvgkit.data.timeline import UnitsChoice
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 ConfigOpt = Annotated[
@@ -25,7 +27,7 @@ CasesOpt = Annotated[
     typer.Option("--cases", help="Test set: an id/prompt folder or an eval.json (see docs/formats.md)."),
 ]
 TimelineUnitsOpt = Annotated[
-    Literal["auto", "seconds", "fraction"],
+    UnitsChoice,
     typer.Option(
         "--timeline-units",
         help="How to read temporal_captions start/end: seconds, fraction (of the video) or auto.",

@@ -46,7 +46,11 @@ def progress(enabled: bool = True):
         transient=False,
     )
     with bar:
-        yield bar
+        try:
+            yield bar
+        except BaseException:
+            bar.live.transient = True  # an error line follows: leave no spinner or blank line before it
+            raise
 
 
 class BarProgress(StageProgress):

@@ -14,13 +14,21 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Literal
+from enum import StrEnum
 
 from ipvgkit.data.cases import Event, TimelineUnits
 from ipvgkit.errors import InputError
 
-UnitsChoice = Literal["auto", "seconds", "fraction"]
-UNITS_CHOICES: tuple[str, ...] = ("auto", "seconds", "fraction")
+
+class UnitsChoice(StrEnum):
+    """How timeline start/end times are read: seconds, fractions of the video, or ``auto`` (SPEC §1 rule)."""
+
+    auto = "auto"
+    seconds = "seconds"
+    fraction = "fraction"
+
+
+UNITS_CHOICES: tuple[str, ...] = tuple(m.value for m in UnitsChoice)
 
 _NUM = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
 _UNIT = r"(?:seconds?|secs?|s)(?![A-Za-z])"
@@ -193,30 +201,61 @@ def split_prompt_timeline_units(prompt: str) -> tuple[str, list[Event] | None, b
     return before.strip(), events, with_suffix
 
 
-def validate_events(events: Sequence[Event]) -> None:
-    """Check that times are finite and non-negative, start < end, descriptions are non-empty and
-    events are sorted without overlap (touching is fine). Raises :class:`TimelineError` naming the
-    first offending event by its 1-based index and text."""
+def event_problems(events: Sequence[Event]) -> list[str]:
+    """Every problem of a list of events, one line each naming the event by its 1-based index and text:
+    times must be finite and non-negative, start < end, descriptions non-empty, events sorted without
+    overlap (touching is fine). Empty when the events are valid."""
+    problems: list[str] = []
     prev: Event | None = None
     for i, ev in enumerate(events, start=1):
         where = f"event {i} {describe_event(ev)}"
         if not (math.isfinite(ev.start) and math.isfinite(ev.end)):
-            raise TimelineError(f"{where}: times must be finite numbers")
+            problems.append(f"{where}: times must be finite numbers")
+            prev = ev
+            continue
         if ev.start < 0 or ev.end < 0:
-            raise TimelineError(f"{where}: negative time")
+            problems.append(f"{where}: negative time")
         if not ev.start < ev.end:
-            raise TimelineError(
+            problems.append(
                 f"{where}: start ({format_time(ev.start)}) must be before end ({format_time(ev.end)})"
             )
         if not str(ev.text).strip():
-            raise TimelineError(f"{where}: empty description")
+            problems.append(f"{where}: empty description")
         if prev is not None and ev.start < prev.end:
             kind = "is out of order" if ev.start < prev.start else "overlaps"
-            raise TimelineError(
+            problems.append(
                 f"{where}: {kind} with event {i - 1} {describe_event(prev)} "
                 "(events must be sorted and must not overlap; touching is fine)"
             )
         prev = ev
+    return problems
+
+
+def validate_events(events: Sequence[Event]) -> None:
+    """Raise :class:`TimelineError` with the first of :func:`event_problems` (nothing when valid)."""
+    problems = event_problems(events)
+    if problems:
+        raise TimelineError(problems[0])
+
+
+def events_in_seconds(events: Sequence[Event], units: str | None, duration: float) -> list[Event]:
+    """The one conversion of timeline times to seconds: times in ``seconds`` (or ``None``) are kept,
+    ``fraction`` times are multiplied by the video's ``duration`` (seconds)."""
+    if units in (None, "seconds"):
+        return list(events)
+    if units == "fraction":
+        return [Event(e.start * duration, e.end * duration, e.text) for e in events]
+    raise TimelineError(f"unknown timeline units {units!r} (expected 'seconds' or 'fraction')")
+
+
+def events_in_frames(
+    events: Sequence[Event], units: str | None, num_frames: int, fps: float
+) -> list[tuple[float, float]]:
+    """Each event's ``(start, end)`` as (fractional) frame positions of a video of ``num_frames`` at
+    ``fps``: ``seconds x fps``, or ``fraction x num_frames``."""
+    if units == "fraction":
+        return [(e.start * num_frames, e.end * num_frames) for e in events]
+    return [(e.start * fps, e.end * fps) for e in events_in_seconds(events, units, num_frames / fps)]
 
 
 def format_timeline(events: Iterable[Event], unit: str = "s") -> str:
@@ -307,7 +346,7 @@ def resolve_units(events: Sequence[Event], units: UnitsChoice | str = "auto") ->
         return "fraction" if looks_like_fraction(events) else "seconds"
     if units not in ("seconds", "fraction"):
         raise TimelineError(f"timeline units must be one of {', '.join(UNITS_CHOICES)}, not {units!r}")
-    return units  # type: ignore[return-value]
+    return str(units)  # type: ignore[return-value]
 
 
 def check_fraction(events: Sequence[Event]) -> None:
@@ -333,8 +372,12 @@ __all__ = [
     "Event",
     "TimelineError",
     "UNITS_CHOICES",
+    "UnitsChoice",
     "check_fraction",
     "describe_event",
+    "event_problems",
+    "events_in_frames",
+    "events_in_seconds",
     "events_from_captions",
     "format_time",
     "format_timeline",

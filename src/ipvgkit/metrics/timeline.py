@@ -22,6 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from ipvgkit.data.cases import Case
+from ipvgkit.data.timeline import events_in_frames
 from ipvgkit.metrics.base import Metric, MetricContext, MetricResult, VideoSample
 from ipvgkit.metrics.clip import CLIP_B32, ClipEncoder
 from ipvgkit.metrics.registry import register
@@ -39,11 +40,7 @@ class Embedder(Protocol):
 def event_bounds(case: Case, n_frames: int, fps: float) -> list[tuple[int, int]]:
     """Per timeline event, its window as frame indices ``[lo, hi)`` (clipped to the video; may be empty)."""
     out: list[tuple[int, int]] = []
-    for ev in case.timeline or []:
-        if case.timeline_units == "fraction":
-            f0, f1 = ev.start * n_frames, ev.end * n_frames
-        else:
-            f0, f1 = ev.start * fps, ev.end * fps
+    for f0, f1 in events_in_frames(case.timeline or [], case.timeline_units, n_frames, fps):
         lo, hi = max(0, math.ceil(f0 - 1e-9)), min(n_frames, math.ceil(f1 - 1e-9))
         out.append((lo, max(lo, hi)))
     return out

@@ -12,7 +12,7 @@ __all__ = ["GenerationRequest", "ModelOptions", "VideoBackend", "load_backend"]
 
 
 def load_backend(options: ModelOptions) -> VideoBackend:
-    """See :func:`ipvgkit.models.registry.load_backend`."""
-    from ipvgkit.models.registry import load_backend as _load
+    """See :func:`ipvgkit.models.factory.load_backend`."""
+    from ipvgkit.models.factory import load_backend as _load
 
     return _load(options)

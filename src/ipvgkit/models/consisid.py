@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ipvgkit.data.images import reference_problems
 from ipvgkit.errors import InputError, MissingDependencyError, MissingWeightsError, UsageError
 from ipvgkit.faces import files as face_files
 from ipvgkit.models import frames, identity, runtime
@@ -117,11 +118,7 @@ class ConsisIDBackend:
             out.append(f"ConsisID videos are {frames.CONSISID_FPS:g} fps; got {request.fps:g}")
         if not request.ref_images:
             out.append("ConsisID needs a reference image with a face")
-        for p in request.ref_images:
-            try:
-                identity.open_image(Path(p))
-            except InputError as exc:
-                out.append(str(exc))
+        out.extend(reference_problems(request.ref_images))
         if request.timeline:
             if request.timeline_mode != "prompt":
                 out.append(
@@ -219,8 +216,7 @@ class ConsisIDBackend:
 
         from ipvgkit.models.wan import to_uint8
 
-        self.check(request)
-        pipe = self.pipeline()
+        pipe = self.pipeline()  # the request was checked by the runner (check): trusted here
         id_cond, id_vit_hidden, kps, face_image = self.face_inputs(Path(request.ref_images[0]))
         events = request.timeline or []
         prompt = frames.fold_timeline_prompt(request.prompt, events) if events else request.prompt

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ipvgkit.data import timeline
 from ipvgkit.data.cases import Event
 
 TEMPORAL_FACTOR = 4  # Wan VAE: 4 pixel frames per latent frame (after the first)
@@ -84,41 +85,27 @@ def video_duration(num_frames: int, fps: float) -> float:
 
 
 def events_in_seconds(events: Sequence[Event], units: str | None, num_frames: int, fps: float) -> list[Event]:
-    """The events with times in seconds: fractions are multiplied by the video duration."""
-    if units in (None, "seconds"):
-        return list(events)
-    if units == "fraction":
-        dur = video_duration(num_frames, fps)
-        return [Event(e.start * dur, e.end * dur, e.text) for e in events]
-    raise ValueError(f"unknown timeline units {units!r} (expected 'seconds' or 'fraction')")
+    """The events with times in seconds (:func:`ipvgkit.data.timeline.events_in_seconds` for a video of
+    ``num_frames`` at ``fps``)."""
+    return timeline.events_in_seconds(events, units, video_duration(num_frames, fps))
 
 
 def timeline_problems(events: Sequence[Event], units: str | None, num_frames: int, fps: float) -> list[str]:
-    """Why a timeline cannot drive a video of ``num_frames`` at ``fps`` (empty list when it can).
-
-    Checks: non-negative times, ``start < end``, sorted and non-overlapping events, and every event
-    inside the video (``end <= num_frames / fps``, with a 1 ms tolerance).
-    """
-    problems: list[str] = []
+    """Why a timeline cannot drive a video of ``num_frames`` at ``fps`` (empty list when it can): the
+    events' own problems (:func:`ipvgkit.data.timeline.event_problems`) and every event that ends after
+    the video (``end > num_frames / fps``, with a 1 ms tolerance)."""
     try:
         secs = events_in_seconds(events, units, num_frames, fps)
     except ValueError as exc:
         return [str(exc)]
+    problems = timeline.event_problems(events)
     dur = video_duration(num_frames, fps)
-    for i, (ev, orig) in enumerate(zip(secs, events, strict=True)):
-        label = f"event {i + 1} ({orig.start:g}-{orig.end:g} {units or 'seconds'}: {orig.text[:40]!r})"
-        if ev.start < 0 or ev.end < 0:
-            problems.append(f"{label}: negative time")
-        if ev.start >= ev.end:
-            problems.append(f"{label}: start is not before end")
+    for i, (ev, orig) in enumerate(zip(secs, events, strict=True), start=1):
         if ev.end > dur + 1e-3:
             problems.append(
-                f"{label}: ends at {ev.end:.3f}s, after the video's end ({dur:.3f}s = {num_frames} frames at {fps:g} fps)"
+                f"event {i} {timeline.describe_event(orig)}: ends at {ev.end:.3f}s, after the video's end "
+                f"({dur:.3f}s = {num_frames} frames at {fps:g} fps)"
             )
-        if i > 0 and ev.start < secs[i - 1].end - 1e-9:
-            problems.append(f"{label}: overlaps or precedes the previous event")
-        if not orig.text.strip():
-            problems.append(f"{label}: empty description")
     return problems
 
 

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from ipvgkit.errors import InputError, UsageError
+from ipvgkit.models.base import Identity, values
 
-IDENTITY_MODES = ("auto", "none", "i2v", "reference-concat", "vace", "consisid")
+IDENTITY_MODES = values(Identity)
 ADAPTER_FILE = "ipvg_adapter.json"
 
 # modes each backend (and Wan variant) can run

@@ -12,14 +12,15 @@ from typing import TYPE_CHECKING, Any
 from ipvgkit.devices import resolve_device
 from ipvgkit.errors import UsageError
 from ipvgkit.models import caches
+from ipvgkit.models.base import DType, Offload, values
 
 if TYPE_CHECKING:
     import torch
 
     from ipvgkit.models.base import ModelOptions
 
-DTYPES = ("bf16", "fp16", "fp32")
-OFFLOADS = ("none", "model", "sequential")
+DTYPES = values(DType)
+OFFLOADS = values(Offload)
 CACHES = caches.CACHES  # the cache hooks: ipvgkit.models.caches
 
 
@@ -52,7 +53,8 @@ def resolve_dtype(dtype: str, device: str) -> tuple[torch.dtype, str]:
 
     if device == "cpu":
         return torch.float32, "fp32"
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype], dtype
+    torch_dtypes = {DType.bf16: torch.bfloat16, DType.fp16: torch.float16, DType.fp32: torch.float32}
+    return torch_dtypes[DType(dtype)], DType(dtype).value
 
 
 def place_pipeline(pipe: Any, options: ModelOptions, device: str) -> str:

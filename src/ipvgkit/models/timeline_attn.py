@@ -31,10 +31,11 @@ import torch.nn.functional as F
 
 from ipvgkit.data.cases import Event
 from ipvgkit.models import frames
+from ipvgkit.models.base import TimelineMode, values
 
 MAX_TEXT_TOKENS = 512  # Wan's text context length
 SOFT_LOG_FLOOR = -60.0  # log-weight floor of the soft mode (e^-60: non-zero, negligible)
-MODES = ("masked", "soft", "prompt")
+MODES = values(TimelineMode)
 
 
 @dataclass
@@ -77,6 +78,33 @@ def encode_texts(
     return [hidden[i, :n] for i, n in enumerate(seq_lens)]
 
 
+def fit_parts(parts: list[torch.Tensor], limit: int = MAX_TEXT_TOKENS) -> list[torch.Tensor]:
+    """Cut the event texts' tokens (the longest first, to one common cap) so that the global prompt and
+    every event fit in ``limit`` tokens, with a :class:`~ipvgkit.models.base.BackendWarning` saying so
+    (the runner names the case). Each event keeps at least one token; parts that fit are returned as is."""
+    total = sum(int(p.shape[0]) for p in parts)
+    if total <= limit or len(parts) < 2:
+        return parts
+    import warnings
+
+    from ipvgkit.models.base import BackendWarning
+
+    events = [int(p.shape[0]) for p in parts[1:]]
+    head = min(int(parts[0].shape[0]), limit - len(events))
+    budget = limit - head
+    cap = max(1, max(c for c in range(1, max(events) + 1) if sum(min(n, c) for n in events) <= budget))
+    fitted = [parts[0][:head], *(p[:cap] for p in parts[1:])]
+    cut = sum(1 for n in events if n > cap)
+    warnings.warn(
+        BackendWarning(
+            f"timeline context of {total} tokens is over the text encoder's {limit}: {cut} event text(s) "
+            f"cut to {cap} tokens" + (f", the prompt to {head}" if head < parts[0].shape[0] else "")
+        ),
+        stacklevel=2,
+    )
+    return fitted
+
+
 def build_context(
     pipe: Any,
     prompt: str,
@@ -88,7 +116,7 @@ def build_context(
     """Encode the global prompt and each event separately and concatenate them (zero-padded to 512).
     ``encode`` (texts -> unpadded embeddings) replaces :func:`encode_texts`, e.g. a per-run cache."""
     texts = [prompt, *event_texts]
-    parts = encode(texts) if encode is not None else encode_texts(pipe, texts, device, dtype)
+    parts = fit_parts(encode(texts) if encode is not None else encode_texts(pipe, texts, device, dtype))
     groups = [torch.full((p.shape[0],), g, dtype=torch.long) for g, p in enumerate(parts)]
     ends = np.cumsum([p.shape[0] for p in parts]).tolist()
     spans = [(int(e - p.shape[0]), int(e)) for e, p in zip(ends, parts, strict=True)]

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ipvgkit.errors import InputError, MissingWeightsError, UsageError
+from ipvgkit.data.images import reference_problems
+from ipvgkit.errors import MissingWeightsError, UsageError
 from ipvgkit.models import frames, identity, lora, prompts, runtime, sizes, timeline_attn
 from ipvgkit.models.base import GenerationRequest, ModelOptions, raise_problems
 from ipvgkit.models.resolve import ResolvedModel
@@ -84,11 +85,7 @@ class WanBackend:
             out.append(f"fps must be > 0, got {request.fps}")
         if request.steps < 1:
             out.append(f"steps must be >= 1, got {request.steps}")
-        for p in request.ref_images:
-            try:
-                identity.open_image(Path(p))
-            except InputError as exc:
-                out.append(str(exc))
+        out.extend(reference_problems(request.ref_images))
         try:
             mode = self.identity_mode(request)
         except UsageError as exc:
@@ -150,8 +147,7 @@ class WanBackend:
     # ------------------------------------------------------------------ generation
     def generate(self, request: GenerationRequest) -> np.ndarray:
         """Generate ``request``: uint8 RGB frames ``(num_frames, height, width, 3)``."""
-        self.check(request)
-        pipe = self.pipeline()
+        pipe = self.pipeline()  # the request was checked by the runner (check): trusted here
         self._prepare(pipe, request)
         video = self._generate(pipe, request)
         return to_uint8(video)

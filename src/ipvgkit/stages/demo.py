@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ipvgkit.errors import CheckFailed, IpvgError
-
-Notify = Callable[[str], None]
+from ipvgkit.progress import Progress, ensure
 
 
 @dataclass
@@ -65,10 +64,28 @@ class DemoReport:
         return all(s.ok for s in self.steps)
 
 
-def _step(report: DemoReport, name: str, notify: Notify | None, fn: Callable[[], tuple[str, str]]) -> bool:
-    """Run one step; record (detail, path) or the one-line error. Returns success."""
-    if notify:
-        notify(name)
+class _Within(Progress):
+    """Forwards a stage's progress into the demo's, its phases named after the demo step."""
+
+    def __init__(self, outer: Progress, step: str):
+        self.outer, self.step = outer, step
+
+    def phase(self, name: str, total: int | None = None) -> None:
+        self.outer.phase(f"{self.step}: {name}", total)
+
+    def advance(self, n: int = 1) -> None:
+        self.outer.advance(n)
+
+    def status(self, text: str) -> None:
+        self.outer.status(f"{self.step}: {text}")
+
+    def log(self, msg: str) -> None:
+        self.outer.log(msg)
+
+
+def _step(report: DemoReport, name: str, progress: Progress, fn: Callable[[], tuple[str, str]]) -> bool:
+    """Run one step (a phase of one item); record (detail, path) or the one-line error. Returns success."""
+    progress.phase(name, 1)
     t0 = time.perf_counter()
     try:
         detail, path = fn()
@@ -78,6 +95,8 @@ def _step(report: DemoReport, name: str, notify: Notify | None, fn: Callable[[],
     except IpvgError as e:
         detail, path, ok = str(e), "", False
     report.steps.append(DemoStep(name, ok, detail, path, time.perf_counter() - t0))
+    progress.phase(name, 1)
+    progress.advance()
     return ok
 
 
@@ -132,8 +151,10 @@ def finetune_demo(out: Path, cfg: DemoConfig) -> tuple[str, str]:
     return f"{res.steps} LoRA steps on the demo data{loss}", str(res.final)
 
 
-def run_demo(cfg: DemoConfig, notify: Notify | None = None) -> DemoReport:
-    """Run every step; a failed step is recorded and the later steps that need it are skipped."""
+def run_demo(cfg: DemoConfig, progress: Progress | None = None) -> DemoReport:
+    """Run every step; a failed step is recorded and the later steps that need it are skipped. Each
+    step is one ``progress`` phase (generation reports its cases inside it)."""
+    progress = ensure(progress)
     out = Path(cfg.out)
     report = DemoReport(out=out)
     sets: dict[int, Path] = {}
@@ -142,53 +163,64 @@ def run_demo(cfg: DemoConfig, notify: Notify | None = None) -> DemoReport:
         sets.update(write_testsets(out / "testsets"))
         return f"Track 1: {sets[1]}, Track 2: {sets[2]}", str(out / "testsets")
 
-    if not _step(report, "test sets", notify, testsets):
+    if not _step(report, "test sets", progress, testsets):
         return report
 
     def reference():
         n = write_reference_submission(sets[1], out / "reference" / "track1", cfg.pan_frames, cfg.pan_size)
         return f"{n} pan video(s) written over the reference photos", str(out / "reference" / "track1")
 
-    _step(report, "reference submission (Track 1)", notify, reference)
+    _step(report, "reference submission (Track 1)", progress, reference)
     prepared = _step(
-        report, "prepare training data (VIP-200K format)", notify, lambda: prepare_training_data(out, cfg)
+        report, "prepare training data (VIP-200K format)", progress, lambda: prepare_training_data(out, cfg)
     )
-    tuned = prepared and _step(report, "fine-tune a LoRA (tiny-wan)", notify, lambda: finetune_demo(out, cfg))
+    tuned = prepared and _step(
+        report, "fine-tune a LoRA (tiny-wan)", progress, lambda: finetune_demo(out, cfg)
+    )
     loras = [out / "finetune" / "final"] if tuned else []
+    generated = _generate_steps(cfg, sets, report, progress, loras) if cfg.generate else {}
+    _pack_steps(out, sets, generated, report, progress)
+    if cfg.score:
+        _score_steps(cfg, sets, generated, report, progress)
+    return report
+
+
+def _generate_steps(
+    cfg: DemoConfig, sets: dict[int, Path], report: DemoReport, progress: Progress, loras: list[Path]
+) -> dict:
+    """Generate both tracks with tiny-wan and the demo's LoRA (identity auto: reference-concat, as it was
+    trained; without the LoRA identity none), said in the step's result."""
+    from ipvgkit.models.base import Identity, ModelOptions
+    from ipvgkit.stages.generate import GenerateConfig, run_generation
 
     generated: dict[int, Path] = {}
-    if cfg.generate:
-        for track in (1, 2):
-            gen_dir = out / "generated" / f"track{track}"
+    for track in (1, 2):
+        gen_dir = Path(cfg.out) / "generated" / f"track{track}"
 
-            def generate(track=track, gen_dir=gen_dir):
-                from ipvgkit.models.base import ModelOptions
-                from ipvgkit.stages.generate import GenerateConfig, run_generation
+        def generate(track=track, gen_dir=gen_dir):
+            identity = Identity.auto if loras else Identity.none  # auto: the adapter says reference-concat
+            options = ModelOptions(
+                model="tiny-wan", identity=identity, models_dir=cfg.models_dir, device="cpu", lora=loras
+            )
+            gcfg = GenerateConfig(
+                cases=sets[track], out=gen_dir, track=track, model_options=options, steps=cfg.steps,
+                frames=cfg.frames, height=cfg.height, width=cfg.width, fps=cfg.fps, seed=cfg.seed,
+                overwrite=cfg.overwrite,
+            )  # fmt: skip
+            rep = run_generation(gcfg, progress=_Within(progress, f"generate Track {track}"))
+            rep.raise_if_failed()
+            done, skipped = len(rep.by_status("ok")), len(rep.by_status("skipped"))
+            generated[track] = gen_dir
+            what = f"tiny-wan, identity {rep.identity}, {cfg.frames} frames"
+            return f"{done} generated, {skipped} already done ({what})", str(gen_dir)
 
-                gcfg = GenerateConfig(
-                    cases=sets[track],
-                    out=gen_dir,
-                    track=track,
-                    model_options=ModelOptions(
-                        model="tiny-wan", models_dir=cfg.models_dir, device="cpu", lora=loras
-                    ),
-                    steps=cfg.steps,
-                    frames=cfg.frames,
-                    height=cfg.height,
-                    width=cfg.width,
-                    fps=cfg.fps,
-                    seed=cfg.seed,
-                    overwrite=cfg.overwrite,
-                )
-                rep = run_generation(gcfg)
-                rep.raise_if_failed()
-                done, skipped = len(rep.by_status("ok")), len(rep.by_status("skipped"))
-                generated[track] = gen_dir
-                return f"{done} generated, {skipped} already done (tiny-wan, {cfg.frames} frames)", str(
-                    gen_dir
-                )
+        _step(report, f"generate Track {track} (tiny-wan)", progress, generate)
+    return generated
 
-            _step(report, f"generate Track {track} (tiny-wan)", notify, generate)
+
+def _pack_steps(out: Path, sets: dict, generated: dict, report: DemoReport, progress: Progress) -> None:
+    """Pack each submission into the organisers' zip name and check the zip again."""
+    from ipvgkit.stages.pack import PackConfig, check_submission, pack_submission
 
     to_pack = {"reference_facial_results.zip": (out / "reference" / "track1", sets[1])}
     if 1 in generated:
@@ -200,8 +232,6 @@ def run_demo(cfg: DemoConfig, notify: Notify | None = None) -> DemoReport:
             continue
 
         def pack(zip_name=zip_name, folder=folder, cases=cases):
-            from ipvgkit.stages.pack import PackConfig, check_submission, pack_submission
-
             dest = out / "zips" / zip_name
             rep = pack_submission(PackConfig(submission=folder, output=dest, cases=cases, overwrite=True))
             again = check_submission(dest, cases=cases)
@@ -210,38 +240,36 @@ def run_demo(cfg: DemoConfig, notify: Notify | None = None) -> DemoReport:
             report.zips[zip_name] = dest
             return f"{len(rep.videos)} videos, checked again from the zip", str(dest)
 
-        _step(report, f"pack {zip_name}", notify, pack)
+        _step(report, f"pack {zip_name}", progress, pack)
 
-    if cfg.score:
-        to_score = {"reference": (out / "reference" / "track1", sets[1])}
-        if 1 in generated:
-            to_score["generated"] = (generated[1], sets[1])
-        for label, (folder, cases) in to_score.items():
 
-            def score(label=label, folder=folder, cases=cases):
-                from ipvgkit.stages.score import ScoreConfig, run_scoring
+def _score_steps(
+    cfg: DemoConfig, sets: dict, generated: dict, report: DemoReport, progress: Progress
+) -> None:
+    """Score the reference and the generated Track 1 submission with the offline preset."""
+    from ipvgkit.stages.score import ScoreConfig, run_scoring
 
-                score_dir = out / "scores" / f"{label}-track1"
-                rep = run_scoring(
-                    ScoreConfig(
-                        submission=folder,
-                        cases=cases,
-                        out=score_dir,
-                        preset="offline",
-                        models_dir=cfg.models_dir,
-                        overwrite=cfg.overwrite,
-                    )
+    out = Path(cfg.out)
+    to_score = {"reference": (out / "reference" / "track1", sets[1])}
+    if 1 in generated:
+        to_score["generated"] = (generated[1], sets[1])
+    for label, (folder, cases) in to_score.items():
+
+        def score(label=label, folder=folder, cases=cases):
+            score_dir = out / "scores" / f"{label}-track1"
+            rep = run_scoring(
+                ScoreConfig(
+                    submission=folder, cases=cases, out=score_dir, preset="offline",
+                    models_dir=cfg.models_dir, overwrite=cfg.overwrite,
                 )
-                means = rep.summary.get("metrics", {})
-                report.totals[label] = rep.summary
-                report.reports[label] = score_dir / "report.html"
-                shown = ", ".join(
-                    f"{k}={v['mean']:.3f}"
-                    if isinstance(v, dict) and v.get("mean") is not None
-                    else f"{k}=n/a"
-                    for k, v in means.items()
-                )
-                return shown or "scored", str(score_dir / "report.html")
+            )  # fmt: skip
+            means = rep.summary.get("metrics", {})
+            report.totals[label] = rep.summary
+            report.reports[label] = score_dir / "report.html"
+            shown = ", ".join(
+                f"{k}={v['mean']:.3f}" if isinstance(v, dict) and v.get("mean") is not None else f"{k}=n/a"
+                for k, v in means.items()
+            )
+            return shown or "scored", str(score_dir / "report.html")
 
-            _step(report, f"score {label} Track 1 (offline preset)", notify, score)
-    return report
+        _step(report, f"score {label} Track 1 (offline preset)", progress, score)

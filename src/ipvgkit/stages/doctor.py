@@ -6,11 +6,13 @@ import importlib.metadata as md
 import importlib.util
 import platform
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ipvgkit.paths import hf_cache_dir
 from ipvgkit.paths import models_dir as resolve_models_dir
+from ipvgkit.progress import Progress, ensure
 
 
 @dataclass
@@ -92,44 +94,39 @@ def check_models_dir(override: Path | None) -> Check:
     return Check("models directory", True, f"{d}: {shown or 'empty'}", required=False)
 
 
-def run_checks(models_dir: Path | None = None) -> list[Check]:
-    checks = [
-        check_python(),
-        _package("numpy", "numpy", "numpy", "pip install numpy", True),
-        check_ffmpeg(),
-        _package("PyAV", "av", "av", "pip install av", True),
-        _package("OpenCV", "opencv-python-headless", "cv2", "pip install opencv-python-headless", True),
-        check_torch(),
-        _package("diffusers", "diffusers", "diffusers", "pip install diffusers", True),
-        _package("transformers", "transformers", "transformers", "pip install transformers", True),
-        _package("peft", "peft", "peft", "pip install peft", False),
-        _package("accelerate", "accelerate", "accelerate", "pip install accelerate", False),
-        _package(
-            "insightface + onnxruntime",
-            "insightface",
-            "insightface",
-            "pip install 'ipvgkit[insightface]'",
-            False,
-        ),
-        _package("onnxruntime", "onnxruntime", "onnxruntime", "pip install 'ipvgkit[insightface]'", False),
-        _package("dlib", "dlib-bin", "dlib", "pip install 'ipvgkit[dlib]'", False),
-        _package(
-            "face-recognition-models",
-            "face-recognition-models",
-            "face_recognition_models",
-            "pip install 'ipvgkit[dlib]'",
-            False,
-        ),
-        _package("ray", "ray", "ray", "pip install 'ipvgkit[ray]'", False),
-        check_models_dir(models_dir),
-        Check(
-            "Hugging Face cache",
-            hf_cache_dir().is_dir(),
-            str(hf_cache_dir()),
-            "created on first hub download",
-            False,
-        ),
-    ]
+def _planned(models_dir: Path | None) -> list[tuple[str, Callable[[], Check]]]:
+    """Every check, named, not yet run (some import heavy packages: torch takes seconds)."""
+    return [
+        ("python", check_python),
+        ("numpy", lambda: _package("numpy", "numpy", "numpy", "pip install numpy", True)),
+        ("ffmpeg", check_ffmpeg),
+        ("PyAV", lambda: _package("PyAV", "av", "av", "pip install av", True)),
+        ("OpenCV", lambda: _package("OpenCV", "opencv-python-headless", "cv2", "pip install opencv-python-headless", True)),
+        ("torch", check_torch),
+        ("diffusers", lambda: _package("diffusers", "diffusers", "diffusers", "pip install diffusers", True)),
+        ("transformers", lambda: _package("transformers", "transformers", "transformers", "pip install transformers", True)),
+        ("peft", lambda: _package("peft", "peft", "peft", "pip install peft", False)),
+        ("accelerate", lambda: _package("accelerate", "accelerate", "accelerate", "pip install accelerate", False)),
+        ("insightface", lambda: _package("insightface + onnxruntime", "insightface", "insightface", "pip install 'ipvgkit[insightface]'", False)),
+        ("onnxruntime", lambda: _package("onnxruntime", "onnxruntime", "onnxruntime", "pip install 'ipvgkit[insightface]'", False)),
+        ("dlib", lambda: _package("dlib", "dlib-bin", "dlib", "pip install 'ipvgkit[dlib]'", False)),
+        ("face-recognition-models", lambda: _package("face-recognition-models", "face-recognition-models", "face_recognition_models", "pip install 'ipvgkit[dlib]'", False)),
+        ("ray", lambda: _package("ray", "ray", "ray", "pip install 'ipvgkit[ray]'", False)),
+        ("models directory", lambda: check_models_dir(models_dir)),
+        ("Hugging Face cache", lambda: Check("Hugging Face cache", hf_cache_dir().is_dir(), str(hf_cache_dir()), "created on first hub download", False)),
+    ]  # fmt: skip
+
+
+def run_checks(models_dir: Path | None = None, progress: Progress | None = None) -> list[Check]:
+    """Run every check in order, one ``progress`` item each (the current one in its status)."""
+    progress = ensure(progress)
+    planned = _planned(models_dir)
+    progress.phase("checking", len(planned))
+    checks = []
+    for name, run in planned:
+        progress.status(f"checking {name}")
+        checks.append(run())
+        progress.advance()
     # face_recognition_models imports pkg_resources at import time; we only need its files.
     for c in checks:
         if c.name == "face-recognition-models" and not c.ok and _version("face-recognition-models"):

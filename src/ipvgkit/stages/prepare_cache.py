@@ -95,7 +95,7 @@ def bucket_pixels(sample: Sample) -> np.ndarray:
 
 def _load(cfg: CacheConfig):
     from ipvgkit.models.base import ModelOptions
-    from ipvgkit.models.registry import load_backend
+    from ipvgkit.models.factory import load_backend
 
     backend = load_backend(
         ModelOptions(model=cfg.model, device=cfg.device, dtype="fp32", models_dir=cfg.models_dir)

@@ -28,9 +28,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from ipvgkit.data.cases import Case
+from ipvgkit.data.timeline import UNITS_CHOICES, UnitsChoice
 from ipvgkit.errors import InputError, UsageError
 from ipvgkit.fsutil import atomic_write_text
 from ipvgkit.metrics.base import Metric, MetricContext
@@ -90,7 +90,7 @@ class ScoreConfig:
     workers: int = 0  # threads for CPU work such as optical flow; 0 = the CPU count (at most 8)
     processes: int = 0  # CPU scoring processes over video chunks; 0 = automatic (see parallel_processes)
     bgr_quirk: bool = False
-    timeline_units: Literal["auto", "seconds", "fraction"] = "auto"
+    timeline_units: UnitsChoice = UnitsChoice.auto
     overwrite: bool = False
     report: bool = True
 
@@ -103,8 +103,10 @@ class ScoreConfig:
             raise UsageError("workers must be 0 (automatic) or more")
         if self.processes < 0:
             raise UsageError("processes must be 0 (automatic) or more")
-        if self.timeline_units not in ("auto", "seconds", "fraction"):
-            raise UsageError(f"timeline_units must be auto, seconds or fraction, got {self.timeline_units!r}")
+        if self.timeline_units not in UNITS_CHOICES:
+            raise UsageError(
+                f"timeline_units must be {', '.join(UNITS_CHOICES)}, got {self.timeline_units!r}"
+            )
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ipvgkit.errors import UsageError
 from ipvgkit.models.base import ModelOptions, VideoBackend
 from ipvgkit.models.resolve import backend_for, resolve_model
 from ipvgkit.models.runtime import validate_options
@@ -15,6 +16,8 @@ def load_backend(options: ModelOptions) -> VideoBackend:
     Raises ``UsageError`` for a bad option or a backend that does not fit the model,
     ``MissingWeightsError`` for a hub id that is neither cached nor downloadable.
     """
+    if not options.model:
+        raise UsageError("no model given: pass --model (a hub id, a local diffusers folder or tiny-wan)")
     validate_options(options)
     resolved = resolve_model(options.model, options.models_dir)
     name = backend_for(resolved, options.backend)

@@ -160,7 +160,10 @@ def context_groups(base: Shard, size: int, shard: str | None = None) -> tuple[Sh
     groups = base.world_size // size
     group, member = divmod(base.rank, size)
     by_group = Shard(
-        rank=group, world_size=groups, local_rank=base.local_rank, source=base.source if groups > 1 else "single"
+        rank=group,
+        world_size=groups,
+        local_rank=base.local_rank,
+        source=base.source if groups > 1 else "single",
     )
     return combine_shard(by_group, shard), ContextGroup(size=size, group=group, groups=groups, member=member)
 

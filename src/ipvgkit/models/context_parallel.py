@@ -53,7 +53,9 @@ def transformer_problems(resolved: ResolvedModel, size: int) -> list[str]:
     return out
 
 
-def token_problems(size: int, num_frames: int, height: int, width: int, multiple: int, lead: int = 0) -> list[str]:
+def token_problems(
+    size: int, num_frames: int, height: int, width: int, multiple: int, lead: int = 0
+) -> list[str]:
     """Why the video tokens of one request cannot be split evenly over ``size`` ranks."""
     per_frame = (height // multiple) * (width // multiple)
     tokens = (frames.num_latent_frames(num_frames) + lead) * per_frame

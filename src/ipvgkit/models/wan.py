@@ -106,7 +106,9 @@ class WanBackend:
             )
         if self.context_parallel[0] > 1 and not out:
             lead = len(request.ref_images) if self.identity_mode(request) == "reference-concat" else 0
-            out.extend(context_parallel.token_problems(self.context_parallel[0], n, h, w, self.size_multiple, lead))
+            out.extend(
+                context_parallel.token_problems(self.context_parallel[0], n, h, w, self.size_multiple, lead)
+            )
         if request.timeline and request.fps > 0 and n >= 1:
             out.extend(frames.timeline_problems(request.timeline, request.timeline_units, n, request.fps))
         return out

@@ -54,7 +54,9 @@ def setting_problems(cfg: GenerateConfig) -> list[str]:
             "stall each other; drop --cache"
         )
     if str(mo.device) not in ("auto", "cuda"):
-        out.append(f"--context-parallel {n} with --device {mo.device}: each rank uses cuda:LOCAL_RANK; drop --device")
+        out.append(
+            f"--context-parallel {n} with --device {mo.device}: each rank uses cuda:LOCAL_RANK; drop --device"
+        )
     return out
 
 

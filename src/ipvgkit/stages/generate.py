@@ -132,7 +132,9 @@ def _generate(
     backend = _backend(cfg, backend, base)
     link = None
     if cfg.context_parallel > 1:
-        link = generate_cp.GroupLink(generate_cp.layout(cfg, base)[1], device_for("cuda", base))
+        link = generate_cp.GroupLink(
+            generate_cp.layout(cfg, base)[1], device_for(cfg.model_options.device, base)
+        )
     _check_settings(backend, jobs)
     _refuse_silent_identity(cfg, backend, jobs)
     progress.status("checking cases")
@@ -150,7 +152,7 @@ def _follow(cfg: GenerateConfig, backend: VideoBackend | None, base: Shard, prog
     group = generate_cp.layout(cfg, base)[1]
     progress.status("loading model")
     backend = _backend(cfg, backend, base)
-    link = generate_cp.GroupLink(group, device_for("cuda", base))
+    link = generate_cp.GroupLink(group, device_for(cfg.model_options.device, base))
     warm_up(backend, progress)
     return generate_cp.follow(backend, link, group, progress)
 

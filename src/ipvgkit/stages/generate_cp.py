@@ -115,7 +115,8 @@ def attach(backend: Any, cfg: GenerateConfig, base: Shard) -> None:
 
 
 class GroupLink:
-    """The writer-to-members channel of one group: ``torch.distributed`` (NCCL) process group per group."""
+    """The writer-to-members channel of one group: a ``torch.distributed`` process group per group (NCCL
+    on GPUs; gloo on a CPU, which only the tests use)."""
 
     def __init__(self, group: ContextGroup, device: str):
         import torch
@@ -123,9 +124,11 @@ class GroupLink:
 
         self.dist = dist
         self.device = torch.device(device)
-        torch.cuda.set_device(self.device)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl", device_id=self.device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        if not dist.is_initialized():  # gloo on a CPU: only the tests get here (run_generation refuses)
+            on_gpu = self.device.type == "cuda"
+            dist.init_process_group("nccl" if on_gpu else "gloo", device_id=self.device if on_gpu else None)
         self.group, _ = dist.new_subgroups(group_size=group.size)  # every rank, every group, same order
         self.src = group.ranks[0]
 

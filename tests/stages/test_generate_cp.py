@@ -13,7 +13,7 @@ from ipvgkit.progress import Recorder
 from ipvgkit.stages import generate_cp
 from ipvgkit.stages.generate_exec import Runner, execute
 from ipvgkit.stages.generate_plan import load_entries, plan_cases
-from tests.stages.test_generate import GradientBackend, cfg_for, write_testset_b, write_testset_c
+from tests.stages.test_generate import GradientBackend, cfg_for, write_testset_b
 
 CASES = [str(i) for i in range(1, 8)]
 
@@ -98,27 +98,6 @@ def test_settings_that_cannot_be_split_are_refused(tmp_path, options, needle):
     assert generate_cp.setting_problems(cfg) == []
 
 
-@pytest.mark.parametrize(("mode", "refused"), [("masked", True), ("soft", True), ("prompt", False)])
-def test_timeline_processor_modes_are_refused_and_prompt_is_not(tmp_path, mode, refused):
-    cases = write_testset_c(tmp_path / "ts", n=2)
-    cfg = cfg_for(cases, tmp_path / "out", context_parallel=2, timeline_mode=mode)
-    entries, _ = load_entries(cfg, Recorder())
-    jobs = plan_cases(cfg, entries, tmp_path / "out", Shard()).jobs
-    problems = generate_cp.timeline_problems(cfg, jobs)
-    assert bool(problems) == refused
-    if refused:
-        assert f"--timeline-mode {mode}" in problems[0] and "--timeline-mode prompt" in problems[0]
-    cfg.context_parallel = 1
-    assert generate_cp.timeline_problems(cfg, jobs) == []
-
-
-def test_track_1_cases_have_no_timeline_to_refuse(tmp_path):
-    cases = write_testset_b(tmp_path / "ts", n=2)
-    cfg = cfg_for(cases, tmp_path / "out", context_parallel=2)  # timeline_mode masked (the default)
-    entries, _ = load_entries(cfg, Recorder())
-    assert generate_cp.timeline_problems(cfg, plan_cases(cfg, entries, tmp_path / "out", Shard()).jobs) == []
-
-
 def test_a_backend_without_context_parallelism_is_refused(tmp_path):
     cfg = cfg_for(tmp_path, tmp_path / "out", context_parallel=2)
     with pytest.raises(UsageError, match="the gradient backend has no context parallelism"):
@@ -140,3 +119,29 @@ def test_the_writer_sends_each_request_before_generating_it_and_none_at_the_end(
 
     execute(cfg, backend, jobs, Runner(out / "log.jsonl", Recorder()), "cpu", backend.describe, before)
     assert sent == [("1", []), ("2", ["1"]), ("3", ["1", "2"]), None]
+
+
+@pytest.mark.slow
+def test_the_writer_and_a_member_generate_the_cases_together_and_resume(tmp_path):
+    """Two ranks on gloo (tests/support/cp_worker.py): rank 0 plans, claims, encodes and logs; rank 1
+    follows every request; a rerun with nothing left loads, sends ``None`` and ends on both ranks."""
+    import json
+
+    from ipvgkit.models import ModelOptions, load_backend
+    from ipvgkit.stages.generate import read_generation_log
+    from tests.models.test_context_parallel import torchrun
+
+    models, out = tmp_path / "models", tmp_path / "out"
+    load_backend(ModelOptions(model="tiny-wan", models_dir=models))  # written once, before the ranks
+    cases = write_testset_b(tmp_path / "ts", n=2)
+    out.mkdir()
+    torchrun("run", str(models), str(cases), str(out))
+    assert sorted(p.name for p in out.glob("*.mp4")) == ["1.mp4", "2.mp4"]
+    records = read_generation_log(out)
+    assert (out / "generation.jsonl").is_file()
+    assert sorted((r["case_id"], r["status"]) for r in records) == [("1", "ok"), ("2", "ok")]
+    assert all(r["backend"]["context_parallel"] == 2 for r in records)
+    assert json.loads((out / "member1.json").read_text()) == {"followed": 2}
+    assert not list(out.glob("generation.rank*.jsonl"))  # the member writes no log
+    torchrun("run", str(models), str(cases), str(out))
+    assert json.loads((out / "member1.json").read_text()) == {"followed": 0}

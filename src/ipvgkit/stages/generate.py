@@ -180,7 +180,7 @@ def run_generation(
     entries, other_track = load_entries(cfg, progress)
     mine = assign(entries, shard, key=lambda e: natural_key(e[0]))
     plan = plan_cases(cfg, mine, out, shard)
-    generate_cp.check(cfg, plan.jobs, base)
+    generate_cp.check(cfg, base)
     out.mkdir(parents=True, exist_ok=True)
     if not group.writer:
         _follow(cfg, backend, base, progress)

@@ -10,8 +10,9 @@ request it is about to generate to the other members (a broadcast in the group),
 done, so the members follow its decisions (resume, claims held by other processes) exactly.
 
 Refused before any weights are loaded (usage errors): a world size not divisible by N, ``--offload``,
-``--cache``, an explicit ``--device cuda:N``, Track 2 timelines with ``--timeline-mode masked|soft``, and
-a machine without a GPU per rank.
+``--cache``, an explicit ``--device cuda:N``, and a machine without a GPU per rank. Track 2 timelines
+work in every mode: the timeline processor finds each token's frame from the rank's token offset
+(:func:`ipvgkit.models.timeline_attn.token_offset`).
 """
 
 from __future__ import annotations
@@ -20,12 +21,9 @@ from typing import Any
 
 from ipvgkit.distributed import ContextGroup, Shard, combine_shard, context_groups
 from ipvgkit.errors import IpvgError, UsageError
-from ipvgkit.models.base import GenerationRequest, TimelineMode
+from ipvgkit.models.base import GenerationRequest
 from ipvgkit.progress import Progress
-from ipvgkit.stages.generate_plan import Job
 from ipvgkit.stages.generate_types import GenerateConfig
-
-PROCESSOR_TIMELINE_MODES = (TimelineMode.masked, TimelineMode.soft)
 
 
 def layout(cfg: GenerateConfig, base: Shard) -> tuple[Shard, ContextGroup]:
@@ -60,20 +58,6 @@ def setting_problems(cfg: GenerateConfig) -> list[str]:
     return out
 
 
-def timeline_problems(cfg: GenerateConfig, jobs: list[Job]) -> list[str]:
-    """Track 2 timelines under ``masked``/``soft``: the timeline processor cannot run split (refused)."""
-    n = int(cfg.context_parallel)
-    timed = [j.case.case_id for j in jobs if j.request.timeline]
-    if n <= 1 or not timed or cfg.timeline_mode not in PROCESSOR_TIMELINE_MODES:
-        return []
-    return [
-        f"--context-parallel {n} with --timeline-mode {cfg.timeline_mode} ({len(timed)} case(s) with a "
-        "timeline, e.g. " + timed[0] + "): the timeline attention processor finds each token's frame from "
-        "its position in the whole video, while each rank holds only a slice of the tokens; use "
-        "--timeline-mode prompt (events folded into the prompt), or drop --context-parallel"
-    ]
-
-
 def require_gpus(cfg: GenerateConfig, base: Shard) -> None:
     """A usage error unless every rank has a CUDA GPU of its own."""
     n = int(cfg.context_parallel)
@@ -95,9 +79,9 @@ def require_gpus(cfg: GenerateConfig, base: Shard) -> None:
         )
 
 
-def check(cfg: GenerateConfig, jobs: list[Job], base: Shard) -> None:
+def check(cfg: GenerateConfig, base: Shard) -> None:
     """Every refusal of context parallelism, as one usage error, before any weights are loaded."""
-    problems = setting_problems(cfg) + timeline_problems(cfg, jobs)
+    problems = setting_problems(cfg)
     if problems:
         raise UsageError("; ".join(problems))
     require_gpus(cfg, base)

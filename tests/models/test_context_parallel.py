@@ -84,3 +84,21 @@ def test_a_transformer_split_over_two_ranks_matches_one_process(models_dir, tmp_
     assert np.abs(single["t_masked"] - single["t_soft"]).max() > 1e-4
     assert split["video"].shape == (9, 32, 32, 3)
     assert int(np.abs(split["video"].astype(int) - single["video"].astype(int)).max()) <= 1
+
+
+@pytest.mark.slow
+def test_two_groups_of_two_ranks_split_on_their_own(models_dir, tmp_path):
+    """4 ranks, --context-parallel 2: the ``(2, 1, 2)`` mesh; each group's result is one process's."""
+    import numpy as np
+
+    from tests.support.cp_worker import outputs
+
+    whole = load_backend(ModelOptions(model="tiny-wan", identity="none", device="cpu", models_dir=models_dir))
+    torchrun("split", str(models_dir), str(tmp_path / "split.npz"), "2", n=4)
+    single = outputs(whole)
+    for name in ("split.npz", "split.rank2.npz"):
+        found = dict(np.load(tmp_path / name))
+        for mode in ("masked", "soft", "prompt"):
+            np.testing.assert_allclose(
+                found[f"t_{mode}"], single[f"t_{mode}"], rtol=0, atol=1e-6, err_msg=name
+            )

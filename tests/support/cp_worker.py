@@ -5,7 +5,7 @@ diffusers picks each rank's device with ``rank % torch.accelerator.device_count(
 an accelerator (a division by zero; why ``ipvg generate`` refuses a CPU). Here, and only here, that count
 is replaced by 1 so that diffusers' real split, all-to-all and gather run on gloo.
 
-Modes: ``split MODELS OUT.npz`` saves :func:`outputs` of tiny-wan split over the group; ``run MODELS CASES OUT`` runs the writer
+Modes: ``split MODELS OUT.npz [SIZE]`` saves :func:`outputs` of tiny-wan split over groups of SIZE; ``run MODELS CASES OUT`` runs the writer
 (rank 0: plan, claims, encode, log) and the members (follow) of :mod:`ipvgkit.stages.generate`.
 """
 
@@ -58,13 +58,15 @@ def outputs(backend) -> dict[str, np.ndarray]:
     return found
 
 
-def split(models: Path, out: Path) -> None:
-    """:func:`outputs` with the transformer split over the group (``out`` written by rank 0)."""
+def split(models: Path, out: Path, size: int) -> None:
+    """:func:`outputs` with the transformer split over groups of ``size`` ranks (``out``: rank 0's;
+    ``out`` with ``.rank{R}`` for the first rank R of every other group)."""
     backend = load_backend(ModelOptions(model="tiny-wan", identity="none", device="cpu", models_dir=models))
-    assert backend.set_context_parallel(dist.get_world_size(), dist.get_world_size()) == []
+    assert backend.set_context_parallel(size, dist.get_world_size()) == []
     found = outputs(backend)
-    if dist.get_rank() == 0:
-        np.savez(out, **found)
+    rank = dist.get_rank()
+    if rank % size == 0:
+        np.savez(out if rank == 0 else out.with_suffix(f".rank{rank}.npz"), **found)
 
 
 def run(models: Path, cases: Path, out: Path) -> None:
@@ -98,7 +100,11 @@ if __name__ == "__main__":
     dist.init_process_group("gloo")
     torch.accelerator.device_count = lambda: 1  # see the module docstring
     if sys.argv[1] == "split":
-        split(Path(sys.argv[2]), Path(sys.argv[3]))
+        split(
+            Path(sys.argv[2]),
+            Path(sys.argv[3]),
+            int(sys.argv[4]) if len(sys.argv) > 4 else dist.get_world_size(),
+        )
     else:
         run(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]))
     dist.destroy_process_group()

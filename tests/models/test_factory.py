@@ -218,3 +218,25 @@ def test_consisid_face_inputs_run_up_to_eva_clip(monkeypatch, tmp_path):
     Image.fromarray(square_image(size=640, square=32, center=(320, 320))).save(face)
     with pytest.raises(MissingDependencyError, match="consisid_eva_clip"):
         backend.face_inputs(face)
+
+
+def test_ranks_that_start_together_write_tiny_wan_once(tmp_path):
+    """Three processes materialise into one empty folder at once: one writes, all load the same copy."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys; from ipvgkit.models.tiny import materialise_tiny\n"
+        "from diffusers import WanPipeline\n"
+        "d = materialise_tiny('tiny-wan', sys.argv[1]); WanPipeline.from_pretrained(d)\n"
+        "print(os.stat(d / 'model_index.json').st_ino)\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    outs = [p.communicate(timeout=300)[0].split() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0]
+    assert len({o[-1] for o in outs}) == 1  # every process saw the one copy, nobody replaced it
+    assert os.stat(tmp_path / "tiny-wan" / "model_index.json").st_ino == int(outs[0][-1])

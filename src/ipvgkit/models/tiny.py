@@ -124,26 +124,33 @@ def build_tiny_pipeline(name: str = "tiny-wan"):
 
 
 def materialise_tiny(name: str, models_dir: Path) -> Path:
-    """Return ``models_dir / name``, writing the tiny model there first if it is not complete yet."""
+    """Return ``models_dir / name``, writing the tiny model there first if it is not complete yet.
+
+    Writers take an exclusive lock beside the folder, so ranks that start together write it once and
+    nobody replaces a copy that another process is reading."""
+    import fcntl
+
     dest = Path(models_dir) / name
     if (dest / _MARKER).is_file():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest.parent / f"{name}.lock", "w") as lock:  # kept: unlinking a lock file races
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (dest / _MARKER).is_file():  # another process wrote it while we waited
+            return dest
+        _write_tiny(name, dest)
+    return dest
+
+
+def _write_tiny(name: str, dest: Path) -> None:
     pipe = build_tiny_pipeline(name)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=dest.parent))
     try:
         pipe.save_pretrained(tmp, safe_serialization=True)
         (tmp / _MARKER).write_text(json.dumps({"name": name, "seed": TINY_SEED}) + "\n")
-        if (dest / _MARKER).is_file():  # another process finished first: keep its copy
-            return dest
-        if dest.exists():  # not written by us (no marker): replace it
+        if dest.exists():  # a leftover without marker (an interrupted older write): replace it
             shutil.rmtree(dest)
-        try:
-            os.replace(tmp, dest)
-        except OSError:
-            if not (dest / _MARKER).is_file():  # not a concurrent writer that finished first
-                raise
+        os.replace(tmp, dest)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return dest

@@ -405,3 +405,17 @@ def test_the_stages_bookkeeping_names_are_the_ones_pack_knows():
     )
     assert written_by(select.SELECTION_NAME) == "ipvg score --select"
     assert written_by("generation.rank.jsonl") is None and written_by("id001/generate.yaml") is None
+
+
+def test_a_generate_claim_left_in_the_folder_is_a_problem_naming_its_video(tmp_path, src):
+    from ipvgkit.stages.bookkeeping import claim_name, claimed_video
+    from ipvgkit.stages.generate_claim import claim_path
+
+    assert claim_path(tmp_path / "id001" / "prompt1.mp4") == tmp_path / "id001" / claim_name("prompt1.mp4")
+    assert claimed_video("id001/.prompt1.mp4.claim") == "id001/prompt1.mp4"
+    assert claimed_video(".claim") is None and claimed_video("a.claim") is None
+    files = {"1.mp4": src["good"], "2.mp4": src["good"], claim_name("2.mp4"): b'{"pid": 1}'}
+    r = check_submission(_sub(tmp_path / "sub", files))
+    assert len(r.problems) == 1 and r.problems[0].startswith(
+        ".2.mp4.claim: ipvg generate is still working on 2.mp4"
+    )

@@ -22,14 +22,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-CLAIM_SUFFIX = ".claim"
+from ipvgkit.stages.bookkeeping import CLAIM_SUFFIX, claim_name
+
+__all__ = ["CLAIM_SUFFIX"]  # re-exported: the name is declared in stages/bookkeeping.py
 EMPTY_STALE_SECONDS = 30.0
 HOST = socket.gethostname()
 
 
 def claim_path(dest: Path) -> Path:
     """Where the claim of the video ``dest`` lives."""
-    return dest.parent / f".{dest.name}{CLAIM_SUFFIX}"
+    return dest.parent / claim_name(dest.name)
 
 
 @dataclass(frozen=True)

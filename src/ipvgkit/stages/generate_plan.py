@@ -17,7 +17,8 @@ from ipvgkit.errors import CaseError, UsageError
 from ipvgkit.models import frames as frame_math
 from ipvgkit.models.base import GenerationRequest
 from ipvgkit.progress import Progress
-from ipvgkit.stages.generate_types import LOG_NAME, CaseResult, GenerateConfig, TimelineFit
+from ipvgkit.stages.bookkeeping import generate_log_name
+from ipvgkit.stages.generate_types import CaseResult, GenerateConfig, TimelineFit
 
 FIT_TOLERANCE = 1e-3  # seconds: an event ending this little after the video still fits
 
@@ -30,7 +31,7 @@ def derive_seed(base_seed: int, case_id: str) -> int:
 
 def log_name(shard: Shard) -> str:
     """``generation.jsonl`` for one process, ``generation.rank{R}.jsonl`` (0-based R) when sharded."""
-    return f"generation.rank{shard.rank}.jsonl" if shard.is_distributed else LOG_NAME
+    return generate_log_name(shard.rank if shard.is_distributed else None)
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,11 @@ from ipvgkit.distributed import Shard, parse_shard
 from ipvgkit.errors import CheckFailed, UsageError
 from ipvgkit.models import frames as frame_math
 from ipvgkit.models.base import ModelOptions, TimelineMode, choices
+from ipvgkit.stages import bookkeeping
 
 Status = Literal["ok", "failed", "skipped"]
-CONFIG_NAME = "generate.yaml"
-LOG_NAME = "generation.jsonl"
+CONFIG_NAME = bookkeeping.GENERATE_CONFIG
+LOG_NAME = bookkeeping.GENERATE_LOG
 X264_PRESETS = (
     "ultrafast",
     "superfast",

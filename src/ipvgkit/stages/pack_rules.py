@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
 from ipvgkit.errors import InputError, UsageError
-from ipvgkit.stages.bookkeeping import written_by
+from ipvgkit.stages.bookkeeping import claimed_video, written_by
 from ipvgkit.stages.pack_walk import Item, is_stray, is_temp
 
 if TYPE_CHECKING:
@@ -56,6 +56,11 @@ def classify(
                 notes.append(f"{it.rel}: {who}'s bookkeeping file, left out of the zip")
             else:
                 problems.append(f"{it.rel}: {who}'s bookkeeping file in the zip (remove it)")
+        elif video := claimed_video(it.rel):
+            problems.append(
+                f"{it.rel}: ipvg generate is still working on {video}, or a run died on it "
+                "(wait for it, or rerun ipvg generate: it takes over dead runs' claims)"
+            )
         elif is_temp(PurePosixPath(it.rel).name):
             problems.append(f"{it.rel}: unexpected file (a temporary or partial file)")
         elif not it.rel.endswith(".mp4"):

@@ -20,9 +20,10 @@ from pathlib import Path
 from ipvgkit.errors import UsageError
 from ipvgkit.fsutil import atomic_path, atomic_write_text
 from ipvgkit.progress import Progress, ensure
+from ipvgkit.stages import bookkeeping
 from ipvgkit.stages.score import ScoreConfig, ScoreReport, run_scoring
 
-SELECTION_NAME = "selection.json"
+SELECTION_NAME = bookkeeping.SELECTION
 
 
 @dataclass

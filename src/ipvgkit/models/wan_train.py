@@ -108,6 +108,19 @@ class WanTraining:
     def trainable(self) -> torch.nn.Module:
         return self.transformer
 
+    def attach_face_adapter(self, embed_dim: int, **settings: Any) -> Any:
+        """A new, trainable face adapter as the transformer's submodule ``ipvg_face_adapter`` (so the
+        trainer's wrapper, checkpoints and parameter list see it); fp32 whatever the base dtype."""
+        from ipvgkit.models.face_adapter import build_adapter
+
+        adapter = build_adapter(self.transformer, embed_dim, base_model=self.resolved.name, **settings)
+        self.transformer.add_module("ipvg_face_adapter", adapter.to(self.device).requires_grad_(True))
+        return adapter
+
+    @property
+    def face_adapter(self) -> Any:
+        return getattr(self.transformer, "ipvg_face_adapter", None)
+
     def enable_gradient_checkpointing(self) -> None:
         self.transformer.enable_gradient_checkpointing()
 
@@ -200,7 +213,15 @@ class WanTraining:
             control = timeline_attn.TimelineControl(
                 SimpleNamespace(transformer=self.transformer), cond.timeline
             )
-        with control:
+        face = contextlib.nullcontext()
+        if cond.face is not None:
+            from ipvgkit.models.face_adapter import FaceControl, FaceState
+
+            if self.face_adapter is None:
+                raise RuntimeError("face embeddings given but no face adapter attached")
+            state = FaceState(self.face_adapter, cond.face.to(self.device), cond_embeds=context)
+            face = FaceControl(self.transformer, state)  # entered after the timeline's: both apply
+        with control, face:
             pred = model_prediction(pipe, _Denoiser(self.denoiser, self.transformer), noisy, t, context, ref)
         return pred.float(), target
 

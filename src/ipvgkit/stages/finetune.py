@@ -86,10 +86,21 @@ class _Run:
                 "under DeepSpeed set gradient_accumulation_steps in its config and keep grad_accum 1"
             )
         self.model = self._load_model(dtype)
-        set_seed(cfg.seed)  # the LoRA's initial A matrices
-        self.layers = lora_train.inject_lora(
-            self.model.trainable(), cfg.lora.rank, cfg.lora.alpha, cfg.lora.targets
-        )
+        set_seed(cfg.seed)  # the LoRA's initial A matrices (and the face adapter's weights)
+        self.layers: list[str] = []
+        if cfg.method != "face-adapter" or cfg.face_adapter.lora:
+            self.layers = lora_train.inject_lora(
+                self.model.trainable(), cfg.lora.rank, cfg.lora.alpha, cfg.lora.targets
+            )
+        if cfg.method == "face-adapter":
+            fa = cfg.face_adapter
+            self.model.attach_face_adapter(
+                self.data.face_dim, num_tokens=fa.num_tokens, depth=fa.depth, heads=fa.heads
+            )
+            self.notes.append(
+                f"face adapter: {self.data.face_dim}-d face embeddings -> {fa.num_tokens} tokens"
+                + (" + LoRA" if self.layers else " (no LoRA: face_adapter.lora=false)")
+            )
         if cfg.gradient_checkpointing:
             self.model.enable_gradient_checkpointing()
         self.model.trainable().train()
@@ -279,14 +290,19 @@ class _Run:
                 ctx = m.timeline_context(it.caption, [e.text for e in it.events])
                 embeds, groups = ctx.embeds, ctx.token_group
             state = m.timeline_state(it.events, groups, cfg.frames, cfg.fps, cfg.height, cfg.width, n_ref)
-            return latents, Conditions(embeds.to(dev), ref, state)
+            return latents, Conditions(embeds.to(dev), ref, state, self._faces(items))
         texts = [
             it.prompt_embeds
             if it.prompt_embeds is not None and not it.events
             else m.encode_text([it.caption])[0]
             for it in items
         ]
-        return latents, Conditions(torch.stack([t.to(dev) for t in texts]), ref)
+        return latents, Conditions(torch.stack([t.to(dev) for t in texts]), ref, face=self._faces(items))
+
+    def _faces(self, items: list) -> torch.Tensor | None:
+        if self.cfg.method != "face-adapter":
+            return None
+        return torch.stack([it.face for it in items]).to(self.acc.device, torch.float32)
 
     def _micro_loss(self, k: int) -> tuple[torch.Tensor, list[str]]:
         cfg = self.cfg
@@ -351,16 +367,36 @@ class _Run:
         return FinetuneResult(self.out, max(start, cfg.max_steps), final, self.resume_from, row,
                               self.data.skipped, self.notes, self.model.describe())  # fmt: skip
 
+    def _final_face_adapter(self, full: dict | None, steps: int) -> Any:
+        """The trained face adapter (a copy, with the run's step count in its config), or None."""
+        if self.cfg.method != "face-adapter":
+            return None
+        from ipvgkit.models.face_adapter import FaceAdapter
+
+        adapter = self.acc.unwrap_model(self.model.denoiser).ipvg_face_adapter
+        out = FaceAdapter(copy.deepcopy(adapter.cfg))
+        out.cfg.steps = steps
+        prefix = "ipvg_face_adapter."
+        if full is not None:
+            out.load_state_dict({k[len(prefix) :]: v for k, v in full.items() if k.startswith(prefix)})
+        else:
+            out.load_state_dict({k: v.detach().cpu() for k, v in adapter.state_dict().items()})
+        return out
+
     def _write_final(self, steps: int) -> Path:
         """``RUN/final``: the diffusers-format LoRA, its adapter json, the config (and ComfyUI file)."""
 
         dest = self.out / FINAL
-        if self.sharded:  # a collective: every rank takes part in gathering the sharded tensors
-            state = lora_train.lora_from_full_state(self.acc.get_state_dict(self.model.denoiser))
-        else:
-            state = lora_train.diffusers_state(self.acc.unwrap_model(self.model.denoiser))
+        full = self.acc.get_state_dict(self.model.denoiser) if self.sharded else None  # a collective
+        state = None
+        if self.layers:
+            if full is not None:
+                state = lora_train.lora_from_full_state(full)
+            else:
+                state = lora_train.diffusers_state(self.acc.unwrap_model(self.model.denoiser))
+        face = self._final_face_adapter(full, steps)
         if self.acc.is_main_process:
-            write_final(dest, state, self.cfg, self.layers, self.saved_config, steps)
+            write_final(dest, state, self.cfg, self.layers, self.saved_config, steps, face)
             ck.write_loss_svg(self.out)
         self.acc.wait_for_everyone()
         return dest

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ipvgkit.errors import InputError, UsageError
+from ipvgkit.errors import InputError, MissingWeightsError, UsageError
 
 WEIGHTS_FILE = "face_adapter.safetensors"
 CONFIG_FILE = "face_adapter.json"
@@ -275,3 +275,59 @@ def reference_embedding(image_path: Path, backend_name: str, models_dir: Path | 
         raise InputError(f"no face found in the reference image {image_path}")
     src, _ = source_image(image, face)
     return backend.embed(src, [face])[0].astype(np.float32)
+
+
+# ---------------------------------------------------------------------- generation
+def backend_for(cfg: FaceAdapterConfig, models_dir: Path | None = None) -> str:
+    """The face backend the reference embedding is computed with: the one the adapter was trained with
+    when its config says, else by dimension (128: dlib; otherwise insightface's buffalo_l when its
+    weights are there, else dlib, and the dimension check then says why it cannot run)."""
+    from ipvgkit.faces import files
+    from ipvgkit.weights import locate
+
+    if cfg.face_backend:
+        return cfg.face_backend
+    if cfg.embed_dim == 128:
+        return "dlib"
+    try:
+        locate(files.PACKS["buffalo_l"], models_dir)
+        return "buffalo_l"
+    except MissingWeightsError:  # absent weights: the offline backend
+        return "dlib"
+
+
+class GenerationAdapter:
+    """A loaded face adapter for ``ipvg generate --identity face-adapter --adapter DIR``."""
+
+    def __init__(self, folder: Path, models_dir: Path | None = None):
+        self.folder = Path(folder)
+        self.cfg = read_config(self.folder)
+        self.models_dir = models_dir
+        self.backend = backend_for(self.cfg, models_dir)
+        self._adapter: FaceAdapter | None = None
+        self._embeddings: dict[str, np.ndarray] = {}
+
+    def info(self) -> dict:
+        return {"identity": "face-adapter", "face_adapter": str(self.folder), "face_backend": self.backend,
+                "embed_dim": self.cfg.embed_dim, "base_model": self.cfg.base_model}  # fmt: skip
+
+    def embedding(self, image_path: Path) -> np.ndarray:
+        key = str(image_path)
+        if key not in self._embeddings:
+            emb = reference_embedding(Path(image_path), self.backend, self.models_dir)
+            if emb.shape[0] != self.cfg.embed_dim:
+                raise UsageError(
+                    f"the {self.backend} face embedding is {emb.shape[0]}-d, the adapter {self.folder} "
+                    f"takes {self.cfg.embed_dim}-d (train it on embeddings of the same face backend)"
+                )
+            self._embeddings[key] = emb
+        return self._embeddings[key]
+
+    def control(self, transformer: Any, image_path: Path, cond_embeds: torch.Tensor) -> FaceControl:
+        """The processors for one generation (enter after the timeline control)."""
+        if self._adapter is None:
+            self._adapter = load_adapter(self.folder)
+        device = next(transformer.parameters()).device
+        adapter = self._adapter.to(device)
+        emb = torch.from_numpy(self.embedding(image_path))[None].to(device)
+        return FaceControl(transformer, FaceState(adapter, emb, cond_embeds=cond_embeds))

@@ -83,6 +83,18 @@ def resolve_identity(requested: str, variant: str, has_refs: bool, adapter: dict
     return requested
 
 
+def face_adapter_for(options: Any) -> Any:
+    """The face adapter of ``options.adapter`` (:class:`ipvgkit.models.face_adapter.GenerationAdapter`),
+    None without one; ``--identity face-adapter`` without ``--adapter`` is a usage error."""
+    if options.adapter is None:
+        if options.identity == "face-adapter":
+            raise UsageError("--identity face-adapter needs --adapter DIR (a face adapter from ipvg finetune)")
+        return None
+    from ipvgkit.models.face_adapter import GenerationAdapter
+
+    return GenerationAdapter(Path(options.adapter), options.models_dir)
+
+
 def open_image(path: Path) -> Any:
     """Open an image as RGB with PIL (EXIF orientation applied); ``InputError`` when it cannot be read."""
     from PIL import Image, ImageOps, UnidentifiedImageError

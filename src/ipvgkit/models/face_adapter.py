@@ -325,9 +325,10 @@ class GenerationAdapter:
 
     def control(self, transformer: Any, image_path: Path, cond_embeds: torch.Tensor) -> FaceControl:
         """The processors for one generation (enter after the timeline control)."""
+        emb = torch.from_numpy(self.embedding(image_path))[None]  # checks the dimension first
         if self._adapter is None:
             self._adapter = load_adapter(self.folder)
         device = next(transformer.parameters()).device
         adapter = self._adapter.to(device)
-        emb = torch.from_numpy(self.embedding(image_path))[None].to(device)
+        emb = emb.to(device)
         return FaceControl(transformer, FaceState(adapter, emb, cond_embeds=cond_embeds))

@@ -31,6 +31,7 @@ from ipvgkit.models import lora_train
 from ipvgkit.models.training import Conditions, flow_loss, sample_sigmas
 from ipvgkit.progress import Progress, ensure
 from ipvgkit.stages import finetune_ckpt as ck
+from ipvgkit.stages import finetune_val
 from ipvgkit.stages.finetune_config import DECAYING, RESUMABLE_CHANGES, FinetuneConfig
 from ipvgkit.stages.finetune_data import TrainData, positions, sample_index
 from ipvgkit.stages.finetune_setup import (
@@ -81,6 +82,8 @@ class _Run:
         self.resume_from = self._check_run_folder()
         self.acc = Accelerator(cpu=cpu, mixed_precision=mp)
         self.sharded = self.acc.distributed_type.value in ("FSDP", "DEEPSPEED")  # accelerate saves the model
+        if self.sharded and cfg.validation.every:
+            raise UsageError("validation runs on unsharded runs only (DDP or one process): set validation.every=0")
         if self.acc.distributed_type.value == "DEEPSPEED" and cfg.grad_accum > 1:
             raise UsageError(
                 "under DeepSpeed set gradient_accumulation_steps in its config and keep grad_accum 1"
@@ -224,6 +227,7 @@ class _Run:
             )
         if self.acc.is_main_process:
             ck.trim_metrics(self.out, step)
+            finetune_val.forget_after(self.out, step)
         self._log(f"resumed from {ckpt} at step {step}")
         return step
 
@@ -363,6 +367,8 @@ class _Run:
             self.progress.advance()
             if row["step"] % cfg.checkpoint_every == 0 or row["step"] == cfg.max_steps:
                 self._save_checkpoint(row["step"])
+            if cfg.validation.every and row["step"] % cfg.validation.every == 0:
+                self._validate(row["step"])
         final = self._write_final(max(start, cfg.max_steps) if start < cfg.max_steps else start)
         return FinetuneResult(self.out, max(start, cfg.max_steps), final, self.resume_from, row,
                               self.data.skipped, self.notes, self.model.describe())  # fmt: skip
@@ -383,10 +389,22 @@ class _Run:
             out.load_state_dict({k: v.detach().cpu() for k, v in adapter.state_dict().items()})
         return out
 
-    def _write_final(self, steps: int) -> Path:
-        """``RUN/final``: the diffusers-format LoRA, its adapter json, the config (and ComfyUI file)."""
+    def _validate(self, step: int) -> None:
+        """Generate and score the validation cases with the current weights (:mod:`finetune_val`)."""
+        weights = finetune_val.step_dir(self.out, step) / "weights"
+        self._write_final(step, weights)
+        if self.acc.is_main_process:
+            device = "cpu" if self.acc.device.type == "cpu" else str(self.acc.device)
+            was = self.model.trainable().training
+            finetune_val.validate(self.out, step, self.cfg, weights, device, self.progress)
+            self.model.trainable().train(was)
+        self.acc.wait_for_everyone()
 
-        dest = self.out / FINAL
+    def _write_final(self, steps: int, dest: Path | None = None) -> Path:
+        """``RUN/final`` (or ``dest``): the diffusers-format LoRA and / or the face adapter, the adapter
+        json, the config (and ComfyUI file)."""
+
+        dest = dest if dest is not None else self.out / FINAL
         full = self.acc.get_state_dict(self.model.denoiser) if self.sharded else None  # a collective
         state = None
         if self.layers:
@@ -397,6 +415,7 @@ class _Run:
         face = self._final_face_adapter(full, steps)
         if self.acc.is_main_process:
             write_final(dest, state, self.cfg, self.layers, self.saved_config, steps, face)
-            ck.write_loss_svg(self.out)
+            if dest == self.out / FINAL:
+                ck.write_loss_svg(self.out)
         self.acc.wait_for_everyone()
         return dest

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from ipvgkit.models.training import DEFAULT_LORA_TARGETS, FlowMatchConfig
+from ipvgkit.stages.finetune_val import ValidationSettings
 
 # the identity method the LoRA learns (the name ``ipvg generate --identity`` runs it with)
 Method = Literal["reference-concat", "face-adapter", "none"]
@@ -34,6 +35,7 @@ RESUMABLE_CHANGES = (
     "export",
     "overwrite",
     "models_dir",
+    "validation",
 )
 
 
@@ -125,6 +127,7 @@ class FinetuneConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
     face_adapter: FaceAdapterSettings = field(default_factory=FaceAdapterSettings)
     optim: OptimSettings = field(default_factory=OptimSettings)
+    validation: ValidationSettings = field(default_factory=ValidationSettings)
     flow: FlowMatchConfig = field(default_factory=FlowMatchConfig)
 
     def __post_init__(self) -> None:

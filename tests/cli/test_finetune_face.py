@@ -102,3 +102,13 @@ def test_usage_errors(run, models_dir, tmp_path):
     save_file(state, str(bad / fa.WEIGHTS_FILE))
     r = _generate(cases, tmp_path / "o3", models_dir, "--track", "1", "--adapter", str(bad))
     assert r.exit_code == 1 and "key 'scale' has shape (3,), expected (2,)" in r.output
+
+
+def test_adapter_on_a_model_that_cannot_run_it(run, models_dir, tmp_path):
+    cases = write_testset_b(tmp_path / "ts", n=1)
+    for model in ("tiny-wan-i2v", "tiny-wan-vace"):
+        args = ["generate", "--cases", str(cases), "--model", model, "--frames", "9", "--height", "32",
+                "--width", "32", "--quiet", "--out", str(tmp_path / model), "--models-dir", str(models_dir),
+                "--adapter", str(run / "final")]  # fmt: skip
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2 and "--adapter (a face adapter) runs on Wan" in r.output, r.output

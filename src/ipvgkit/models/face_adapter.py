@@ -173,7 +173,9 @@ class FaceControl:
     def __enter__(self) -> FaceControl:
         n = len(self.transformer.blocks)
         if n != self.state.adapter.cfg.num_blocks:
-            raise UsageError(f"the face adapter has {self.state.adapter.cfg.num_blocks} blocks, the model {n}")
+            raise UsageError(
+                f"the face adapter has {self.state.adapter.cfg.num_blocks} blocks, the model {n}"
+            )
         for i, block in enumerate(self.transformer.blocks):
             self._saved.append((block.attn2, block.attn2.processor))
             block.attn2.set_processor(FaceAttnProcessor(self.state, i, block.attn2.processor))

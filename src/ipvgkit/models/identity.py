@@ -83,12 +83,17 @@ def resolve_identity(requested: str, variant: str, has_refs: bool, adapter: dict
     return requested
 
 
-def face_adapter_for(options: Any) -> Any:
+def face_adapter_for(options: Any, variant: str) -> Any:
     """The face adapter of ``options.adapter`` (:class:`ipvgkit.models.face_adapter.GenerationAdapter`),
-    None without one; ``--identity face-adapter`` without ``--adapter`` is a usage error."""
+    None without one; ``--identity face-adapter`` without ``--adapter`` is a usage error, and so is an
+    adapter on a model variant that cannot run it."""
+    if options.adapter is not None and "face-adapter" not in SUPPORTED[variant]:
+        raise UsageError(f"--adapter (a face adapter) runs on Wan text-to-video checkpoints, not {variant}")
     if options.adapter is None:
         if options.identity == "face-adapter":
-            raise UsageError("--identity face-adapter needs --adapter DIR (a face adapter from ipvg finetune)")
+            raise UsageError(
+                "--identity face-adapter needs --adapter DIR (a face adapter from ipvg finetune)"
+            )
         return None
     from ipvgkit.models.face_adapter import GenerationAdapter
 

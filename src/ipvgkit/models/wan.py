@@ -10,7 +10,6 @@ identity conditioning; image-to-video checkpoints run diffusers' pipeline with t
 from __future__ import annotations
 
 import contextlib
-
 import logging
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,7 @@ class WanBackend:
         if options.flow_shift is not None and options.flow_shift <= 0:
             raise UsageError(f"flow_shift must be > 0, got {options.flow_shift}")
         self.adapter = identity.read_adapter_info(resolved.folder, self.lora_files)
-        self.face = identity.face_adapter_for(options)  # --adapter: a face adapter (or None)
+        self.face = identity.face_adapter_for(options, self.variant)  # --adapter: a face adapter (or None)
         if self.face is not None:
             self.adapter = {**self.adapter, **self.face.info()}
         identity.resolve_identity(options.identity, self.variant, True, self.adapter)  # UsageError early

@@ -83,7 +83,9 @@ class _Run:
         self.acc = Accelerator(cpu=cpu, mixed_precision=mp)
         self.sharded = self.acc.distributed_type.value in ("FSDP", "DEEPSPEED")  # accelerate saves the model
         if self.sharded and cfg.validation.every:
-            raise UsageError("validation runs on unsharded runs only (DDP or one process): set validation.every=0")
+            raise UsageError(
+                "validation runs on unsharded runs only (DDP or one process): set validation.every=0"
+            )
         if self.acc.distributed_type.value == "DEEPSPEED" and cfg.grad_accum > 1:
             raise UsageError(
                 "under DeepSpeed set gradient_accumulation_steps in its config and keep grad_accum 1"

@@ -114,10 +114,14 @@ class TrainData:
         """Every sample's face embedding, read once; all of one dimension (one face backend)."""
         from ipvgkit.models.face_adapter import read_embedding
 
-        faces = {s.sample_id: torch.from_numpy(read_embedding(self.prep / s.face_embedding)) for s in self.samples}
+        faces = {
+            s.sample_id: torch.from_numpy(read_embedding(self.prep / s.face_embedding)) for s in self.samples
+        }
         dims = {int(f.shape[0]) for f in faces.values()}
         if len(dims) > 1:
-            raise InputError(f"{self.prep}: face embeddings of several sizes {sorted(dims)} (mixed face backends)")
+            raise InputError(
+                f"{self.prep}: face embeddings of several sizes {sorted(dims)} (mixed face backends)"
+            )
         return faces
 
     def _problem(self, s: Sample) -> str | None:

@@ -93,7 +93,9 @@ def validate(run: Path, step: int, cfg: Any, weights: Path, device: str, progres
         )  # fmt: skip
         summary = run_scoring(score).summary["metrics"]
         row.update({m: summary.get(m, {}).get("mean") for m in v.metrics})
-    progress.log("validation at step " + str(step) + ": " + ", ".join(f"{k} {row[k]}" for k in row if k != "step"))
+    progress.log(
+        "validation at step " + str(step) + ": " + ", ".join(f"{k} {row[k]}" for k in row if k != "step")
+    )
     with (Path(run) / VALIDATION_LOG).open("a") as f:
         f.write(json.dumps(row) + "\n")
     write_svg(run, list(v.metrics))

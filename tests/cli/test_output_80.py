@@ -50,3 +50,21 @@ def test_each_demo_step_is_a_progress_phase():
     assert _step(report, "test sets", rec, lambda: ("written", "x"))
     assert ("phase", "test sets", 1) in rec.events and rec.count("advance") == 1
     assert report.steps[0].ok and report.steps[0].detail == "written"
+
+
+def test_demo_table_keeps_step_names_whole_in_80_columns(monkeypatch, capsys):
+    from pathlib import Path
+
+    from ipvgkit.cli.demo import _print_report
+    from ipvgkit.stages.demo import DemoStep
+
+    monkeypatch.setenv("COLUMNS", "80")
+    report = DemoReport(out=Path("/tmp/x"))
+    report.steps = [
+        DemoStep("pack sequential_action_results.zip", True, "2 videos, checked again from the zip " * 3),
+        DemoStep("score generated Track 1 (offline preset)", True, "facesim_dlib=0.000, motion=0.004"),
+    ]
+    _print_report(report)
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert any("sequential_action_results.zip" in line for line in lines)  # not cut mid-word

@@ -86,8 +86,12 @@ def _print_report(report) -> None:
     from ipvgkit.cli.ui import out as console
 
     table = Table(title=f"ipvg demo -> {report.out}")
-    for col in ("step", "status", "seconds", "result"):
-        table.add_column(col, overflow="fold")
+    longest_word = max((len(w) for s in report.steps for w in s.name.split()), default=4)
+    table.add_column("step", min_width=longest_word, overflow="fold")  # whole words: fold by column
+    table.add_column("status", no_wrap=True)
+    table.add_column("seconds", no_wrap=True, justify="right")
+    rest = console.width - longest_word - 30  # borders, padding, status and seconds take 30 columns
+    table.add_column("result", max_width=max(16, rest), overflow="fold")
     for s in report.steps:
         status = "[green]ok[/]" if s.ok else "[red]failed[/]"
         table.add_row(escape(s.name), status, f"{s.seconds:.1f}", escape(s.detail))

@@ -21,8 +21,21 @@ from rich.progress import (
 
 from ipvgkit.progress import Progress as StageProgress
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+
+class _Console(Console):
+    """A console whose size follows ``$COLUMNS``/``$LINES`` and the terminal at each print.
+
+    rich reads ``$COLUMNS`` once, when a console is made; our consoles live as long as the process,
+    so the first command run in it (a test, a notebook) would fix the width of every later one.
+    """
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._width = self._height = None
+
+
+out = _Console(soft_wrap=True)
+err = _Console(stderr=True, soft_wrap=True)
 
 
 def print_json(data: Any) -> None:

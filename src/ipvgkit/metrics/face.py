@@ -33,6 +33,7 @@ from ipvgkit.faces.backends import get_backend
 from ipvgkit.faces.base import Face, unpadded_crop
 from ipvgkit.media.video import sample_indices as linspace_indices  # SPEC §4 sampling, repeats kept
 from ipvgkit.metrics.base import Metric, MetricContext, MetricResult, VideoSample
+from ipvgkit.metrics.opens2v import opens2v_ref_face, opens2v_skip
 from ipvgkit.metrics.registry import register
 from ipvgkit.metrics.samples import first_ref_face, frame_crops, frame_faces
 from ipvgkit.weights import ModelFile, locate
@@ -43,27 +44,6 @@ NO_FACE_QUIRK = (
     "no face in any sampled frame: 0.0 as the 2025 reference code gives (for face_feat_dist 0 is the "
     "best value: a faceless video is rewarded)"
 )
-
-
-def opens2v_skip(case) -> str | None:
-    """Why OpenS2V-Eval gives this case no FaceSim value (:mod:`ipvgkit.metrics.opens2v`), or None."""
-    from ipvgkit.metrics.opens2v import HUMAN_KEYWORDS, REFERENCE_DIRS, is_human_case, reference_index
-
-    if not is_human_case(case):
-        return f"not a human case (OpenS2V-Eval scores faces only for {', '.join(HUMAN_KEYWORDS)} videos)"
-    if reference_index(case) is None:
-        return f"no reference image under {', '.join(REFERENCE_DIRS)} (OpenS2V-Eval skips the case)"
-    return None
-
-
-def opens2v_ref_face(sample: VideoSample, backend: Any) -> tuple[int, Face] | None:
-    """(index, face) of OpenS2V-Eval's reference image of the case, or None when it has no face."""
-    from ipvgkit.metrics.opens2v import reference_index
-    from ipvgkit.metrics.samples import ref_faces
-
-    i = reference_index(sample.case)
-    face = ref_faces(sample, backend)[i] if i is not None else None
-    return (i, face) if face is not None else None
 
 
 def cosine_clamped(a: np.ndarray, b: np.ndarray) -> np.ndarray:

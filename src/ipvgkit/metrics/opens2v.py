@@ -10,10 +10,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ipvgkit.data.cases import Case
+    from ipvgkit.faces.base import Face
+    from ipvgkit.metrics.base import VideoSample
 
 HUMAN_KEYWORDS = ("singlehuman", "singleface", "faceobj", "humanobj")
 REFERENCE_DIRS = ("/man/", "/woman/", "/crop_woman/", "/crop_man/")
@@ -32,3 +34,21 @@ def reference_index(case: Case) -> int | None:
         if any(d in path for d in REFERENCE_DIRS):
             return i
     return None
+
+
+def opens2v_skip(case: Case) -> str | None:
+    """Why OpenS2V-Eval gives this case no FaceSim value, or None."""
+    if not is_human_case(case):
+        return f"not a human case (OpenS2V-Eval scores faces only for {', '.join(HUMAN_KEYWORDS)} videos)"
+    if reference_index(case) is None:
+        return f"no reference image under {', '.join(REFERENCE_DIRS)} (OpenS2V-Eval skips the case)"
+    return None
+
+
+def opens2v_ref_face(sample: VideoSample, backend: Any) -> tuple[int, Face] | None:
+    """(index, face) of OpenS2V-Eval's reference image of the case, or None when it has no face."""
+    from ipvgkit.metrics.samples import ref_faces
+
+    i = reference_index(sample.case)
+    face = ref_faces(sample, backend)[i] if i is not None else None
+    return (i, face) if face is not None else None

@@ -164,9 +164,10 @@ class FaceControl:
     """Installs the face processors on ``transformer``'s blocks for one call or one generation; use as a
     context manager after any ``TimelineControl`` (both then apply). Restores everything on exit."""
 
-    def __init__(self, transformer: Any, state: FaceState):
+    def __init__(self, transformer: Any, state: FaceState, keep_after: bool = False):
         self.transformer = transformer
         self.state = state
+        self.keep_after = keep_after  # training: stay on after the call (backward recomputation)
         self._saved: list[tuple[Any, Any]] = []
         self._hooks: list[Any] = []
 
@@ -190,6 +191,8 @@ class FaceControl:
         st.ip_tokens = st.adapter.tokens(st.embedding) if st.active else None
 
     def _post(self, module: Any, args: tuple, output: Any) -> None:
+        if self.keep_after:
+            return
         self.state.active = False
         self.state.ip_tokens = None
 

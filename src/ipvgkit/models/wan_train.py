@@ -48,6 +48,9 @@ class WanTraining:
         self.vae: Any = None
         self.video_processor: Any = None
         self.loaded: list[str] = []
+        # the processors of the last prediction stay installed (and switched on) until the next one, so
+        # that gradient checkpointing recomputes the blocks in the backward pass with the same processors
+        self._held = contextlib.ExitStack()
 
     # ------------------------------------------------------------------ loading
     def scheduler_flow_shift(self) -> float | None:
@@ -207,6 +210,7 @@ class WanTraining:
         pipe = SimpleNamespace(
             config=SimpleNamespace(expand_timesteps=self.expand_timesteps), transformer=self.transformer
         )
+        self.release()  # the previous micro-batch's backward is done
         control = contextlib.nullcontext()
         if cond.timeline is not None:
             cond.timeline.cond_embeds = context  # the processors switch on for exactly this context tensor
@@ -220,10 +224,18 @@ class WanTraining:
             if self.face_adapter is None:
                 raise RuntimeError("face embeddings given but no face adapter attached")
             state = FaceState(self.face_adapter, cond.face.to(self.device), cond_embeds=context)
-            face = FaceControl(self.transformer, state)  # entered after the timeline's: both apply
-        with control, face:
-            pred = model_prediction(pipe, _Denoiser(self.denoiser, self.transformer), noisy, t, context, ref)
+            face = FaceControl(self.transformer, state, keep_after=True)  # after the timeline's: both apply
+        self._held.enter_context(control)
+        self._held.enter_context(face)
+        pred = model_prediction(pipe, _Denoiser(self.denoiser, self.transformer), noisy, t, context, ref)
+        if cond.timeline is not None:
+            cond.timeline.active = True  # for the backward pass's recomputation (gradient checkpointing)
         return pred.float(), target
+
+    def release(self) -> None:
+        """Restore the processors of the last prediction (call after its backward pass)."""
+        self._held.close()
+        self._held = contextlib.ExitStack()
 
     def describe(self) -> dict:
         return {

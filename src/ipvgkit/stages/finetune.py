@@ -338,6 +338,7 @@ class _Run:
                 self.acc.backward(loss / cfg.grad_accum)
             total += loss.detach()
             ids += got
+        self.model.release()  # the last backward pass is done: restore the processors
         grad_norm = self.acc.clip_grad_norm_(self.params, cfg.optim.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()

@@ -69,3 +69,26 @@ def test_settings_are_checked():
         ValidationSettings(every=2)
     with pytest.raises(ValueError, match="every must be >= 0"):
         ValidationSettings(every=-1)
+
+
+def test_validation_of_a_face_adapter_run_from_the_cli(tmp_path):
+    pytest.importorskip("dlib")
+    from typer.testing import CliRunner
+
+    from ipvgkit.cli.app import app
+
+    prep = make_prep(tmp_path / "prep", n=2, faces=True)
+    cases = write_testset_b(tmp_path / "ts", n=1)
+    run = tmp_path / "run"
+    args = ["finetune", "--data", str(prep), "--model", "tiny-wan", "--frames", "9", "--height", "32",
+            "--width", "32", "--quiet", "--out", str(run), "--max-steps", "2", "--method", "face-adapter",
+            "--models-dir", str(tmp_path / "models"), "--set", "validation.every=2",
+            "--set", f"validation.cases={cases}", "--set", "validation.steps=2"]  # fmt: skip
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    (row,) = fv.read_rows(run)
+    assert row["step"] == 2 and row["ok"] == 1 and isinstance(row["motion_amplitude"], float)
+    here = fv.step_dir(run, 2)
+    gen = json.loads((here / "videos" / "generation.jsonl").read_text().splitlines()[0])
+    assert gen["settings"]["identity"] == "face-adapter"
+    assert (here / "weights" / "face_adapter.safetensors").is_file()

@@ -36,6 +36,7 @@ from ipvgkit.stages.finetune_config import DECAYING, RESUMABLE_CHANGES, Finetune
 from ipvgkit.stages.finetune_data import TrainData, positions, sample_index
 from ipvgkit.stages.finetune_setup import (
     cache_key_for,
+    final_face_adapter,
     make_optimizer,
     make_scheduler,
     memory,
@@ -376,22 +377,6 @@ class _Run:
         return FinetuneResult(self.out, max(start, cfg.max_steps), final, self.resume_from, row,
                               self.data.skipped, self.notes, self.model.describe())  # fmt: skip
 
-    def _final_face_adapter(self, full: dict | None, steps: int) -> Any:
-        """The trained face adapter (a copy, with the run's step count in its config), or None."""
-        if self.cfg.method != "face-adapter":
-            return None
-        from ipvgkit.models.face_adapter import FaceAdapter
-
-        adapter = self.acc.unwrap_model(self.model.denoiser).ipvg_face_adapter
-        out = FaceAdapter(copy.deepcopy(adapter.cfg))
-        out.cfg.steps = steps
-        prefix = "ipvg_face_adapter."
-        if full is not None:
-            out.load_state_dict({k[len(prefix) :]: v for k, v in full.items() if k.startswith(prefix)})
-        else:
-            out.load_state_dict({k: v.detach().cpu() for k, v in adapter.state_dict().items()})
-        return out
-
     def _validate(self, step: int) -> None:
         """Generate and score the validation cases with the current weights (:mod:`finetune_val`)."""
         weights = finetune_val.step_dir(self.out, step) / "weights"
@@ -415,7 +400,11 @@ class _Run:
                 state = lora_train.lora_from_full_state(full)
             else:
                 state = lora_train.diffusers_state(self.acc.unwrap_model(self.model.denoiser))
-        face = self._final_face_adapter(full, steps)
+        face = None
+        if self.cfg.method == "face-adapter":
+            face = final_face_adapter(
+                self.acc.unwrap_model(self.model.denoiser).ipvg_face_adapter, full, steps
+            )
         if self.acc.is_main_process:
             write_final(dest, state, self.cfg, self.layers, self.saved_config, steps, face)
             if dest == self.out / FINAL:

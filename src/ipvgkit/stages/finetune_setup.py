@@ -95,6 +95,23 @@ def memory(device: torch.device) -> dict[str, Any]:
     }
 
 
+def final_face_adapter(adapter: Any, full: dict | None, steps: int) -> Any:
+    """A CPU copy of the trained face adapter with the run's step count in its config; ``full``: the
+    gathered state dict of a sharded run (keys ``ipvg_face_adapter.*``)."""
+    import copy
+
+    from ipvgkit.models.face_adapter import FaceAdapter
+
+    out = FaceAdapter(copy.deepcopy(adapter.cfg))
+    out.cfg.steps = steps
+    prefix = "ipvg_face_adapter."
+    if full is not None:
+        out.load_state_dict({k[len(prefix) :]: v for k, v in full.items() if k.startswith(prefix)})
+    else:
+        out.load_state_dict({k: v.detach().cpu() for k, v in adapter.state_dict().items()})
+    return out
+
+
 def write_final(
     dest: Path,
     state: dict[str, torch.Tensor] | None,

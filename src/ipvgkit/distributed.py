@@ -109,7 +109,11 @@ def env_shard(env: Mapping[str, str] | None = None) -> Shard:
 
 def resolve_shard(shard: str | None = None, env: Mapping[str, str] | None = None) -> Shard:
     """Combine the launcher's ranks with ``--shard K/N`` into one share (see the module docstring)."""
-    base = env_shard(env)
+    return combine_shard(env_shard(env), shard)
+
+
+def combine_shard(base: Shard, shard: str | None) -> Shard:
+    """Share ``base`` further with ``--shard K/N``: share ``(K-1)*W + rank`` of ``N*W``."""
     if not shard:
         return base
     k, n = parse_shard(shard)
@@ -119,6 +123,49 @@ def resolve_shard(shard: str | None = None, env: Mapping[str, str] | None = None
         return Shard(local_rank=base.local_rank)
     source = "env+shard" if base.is_distributed else "shard"
     return Shard(rank=rank, world_size=world, local_rank=base.local_rank, source=source)
+
+
+@dataclass(frozen=True)
+class ContextGroup:
+    """Context parallelism's layout (``--context-parallel N``): consecutive ranks form groups of ``size``
+    (ranks ``g*N .. g*N+N-1`` are group ``g``); every member of a group runs the same case, and only its
+    first member (``writer``) claims, encodes and records it."""
+
+    size: int = 1
+    group: int = 0
+    groups: int = 1
+    member: int = 0
+
+    @property
+    def writer(self) -> bool:
+        return self.member == 0
+
+    @property
+    def ranks(self) -> list[int]:
+        """The global ranks of this group (its writer first)."""
+        return list(range(self.group * self.size, (self.group + 1) * self.size))
+
+
+def context_groups(base: Shard, size: int, shard: str | None = None) -> tuple[Shard, ContextGroup]:
+    """(the share of the cases this rank's group takes, the group) for groups of ``size`` ranks out of
+    ``base`` (the launcher's ranks). Cases are shared by group, not by rank: group ``g`` of ``G`` is share
+    ``g`` of ``G`` (combined with ``--shard K/N`` like ranks are)."""
+    if size < 1:
+        raise UsageError(f"--context-parallel {size}: must be at least 1")
+    if base.world_size % size:
+        raise UsageError(
+            f"--context-parallel {size}: WORLD_SIZE {base.world_size} is not divisible by {size} "
+            f"(launch a multiple of {size} ranks, e.g. torchrun --nproc_per_node {size})"
+        )
+    groups = base.world_size // size
+    group, member = divmod(base.rank, size)
+    by_group = Shard(
+        rank=group,
+        world_size=groups,
+        local_rank=base.local_rank,
+        source=base.source if groups > 1 else "single",
+    )
+    return combine_shard(by_group, shard), ContextGroup(size=size, group=group, groups=groups, member=member)
 
 
 def assign(items: Iterable[T], shard: Shard, key: Callable[[T], object] | None = None) -> list[T]:

@@ -36,6 +36,8 @@ EPILOG = """Examples:
 
   torchrun --nproc_per_node 8 -m ipvgkit generate --track 2 --cases eval.json --model M --out sub/
 
+  torchrun --nproc_per_node 8 -m ipvgkit generate --track 1 --cases eval.json --model M --out sub/ --context-parallel 8   # each video on 8 GPUs
+
   ipvg generate -c gen.yaml --set steps=30 --set model_options.dtype=fp16 --out sub/
 
 Several processes may share one --out: each case is claimed, generated once, and a run whose remaining
@@ -95,6 +97,10 @@ def generate(
     ] = None,
     negative_prompt: Annotated[str | None, opt("--negative-prompt", help="Negative prompt.")] = None,
     shard: Annotated[str | None, opt("--shard", help="K/N: take the K-th of N shares (1-based).")] = None,
+    context_parallel: Annotated[
+        int | None,
+        opt("--context-parallel", min=1, help="Ranks per video under torchrun (latency; default 1)."),
+    ] = None,
     dtype: Annotated[DType | None, opt("--dtype", help="Model precision (default bf16).")] = None,
     offload: Annotated[Offload | None, opt("--offload", help="CPU offload (default none).")] = None,
     vae_tiling: Annotated[
@@ -137,7 +143,7 @@ def generate(
         track=track, cases=cases, out=out_dir, timeline_mode=timeline_mode, timeline_units=timeline_units,
         timeline_fit=timeline_fit, max_frames=max_frames, steps=steps, guidance=guidance, frames=frames,
         height=height, width=width, fps=fps, seed=seed, negative_prompt=negative_prompt, shard=shard,
-        overwrite=overwrite, model_options=model_options,
+        context_parallel=context_parallel, overwrite=overwrite, model_options=model_options,
     )  # fmt: skip
     if vae_tiling is not None:  # a tri-state flag: --no-vae-tiling (False) is a choice too
         cli.setdefault("model_options", {})["vae_tiling"] = vae_tiling

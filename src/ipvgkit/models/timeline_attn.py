@@ -177,11 +177,15 @@ class TimelineState:
     def text_len(self) -> int:
         return int(self.bias.shape[1])
 
-    def token_bias(self, n_query: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        """The ``(1, 1, n_query, L)`` bias of the query tokens (frame-major order), built once per shape."""
-        key = (n_query, str(device), dtype)
+    def token_bias(
+        self, n_query: int, device: torch.device, dtype: torch.dtype, offset: int = 0
+    ) -> torch.Tensor:
+        """The ``(1, 1, n_query, L)`` bias of the query tokens ``offset .. offset+n_query-1`` of the video
+        (frame-major order; ``offset`` > 0 for a context-parallel rank's slice), built once per shape."""
+        key = (n_query, str(device), dtype, offset)
         if key not in self._expanded:
-            frame = (torch.arange(n_query) // self.tokens_per_frame).clamp_max(self.bias.shape[0] - 1)
+            position = torch.arange(offset, offset + n_query)
+            frame = (position // self.tokens_per_frame).clamp_max(self.bias.shape[0] - 1)
             self._expanded[key] = self.bias[frame].to(device=device, dtype=dtype)[None, None]
         return self._expanded[key]
 
@@ -222,7 +226,8 @@ class TimelineAttnProcessor:
         key = attn.norm_k(key).unflatten(2, (attn.heads, -1)).transpose(1, 2)
         value = value.unflatten(2, (attn.heads, -1)).transpose(1, 2)
 
-        bias = st.token_bias(query.shape[2], query.device, query.dtype)  # 1, 1, Lq, L
+        offset = token_offset(self.fallback, query.shape[2])
+        bias = st.token_bias(query.shape[2], query.device, query.dtype, offset)  # 1, 1, Lq, L
         out = F.scaled_dot_product_attention(
             query, key, value, attn_mask=bias, dropout_p=0.0, is_causal=False
         )
@@ -242,6 +247,19 @@ class TimelineAttnProcessor:
 
         out = attn.to_out[0](out)
         return attn.to_out[1](out)
+
+
+def token_offset(processor: Any, n_local: int) -> int:
+    """The index in the whole video sequence of a processor's first query token: 0, unless diffusers'
+    context parallelism (``enable_parallelism``) split the tokens, in which case rank ``r`` of the group
+    holds chunk ``r`` of equal chunks (``EquipartitionSharder``), i.e. tokens from ``r * n_local``."""
+    config = getattr(processor, "_parallel_config", None)
+    cp = getattr(config, "context_parallel_config", None)
+    if cp is None:
+        return 0
+    import torch.distributed as dist
+
+    return dist.get_rank(cp._flattened_mesh.get_group()) * n_local
 
 
 def _cross_attentions(transformer: Any) -> list[Any]:

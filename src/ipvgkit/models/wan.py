@@ -18,7 +18,7 @@ import numpy as np
 
 from ipvgkit.data.images import reference_problems
 from ipvgkit.errors import MissingWeightsError, UsageError
-from ipvgkit.models import frames, identity, lora, prompts, runtime, sizes, timeline_attn
+from ipvgkit.models import context_parallel, frames, identity, lora, prompts, runtime, sizes, timeline_attn
 from ipvgkit.models.base import GenerationRequest, ModelOptions, raise_problems
 from ipvgkit.models.resolve import ResolvedModel
 
@@ -64,6 +64,13 @@ class WanBackend:
         self._placement = ""
         self.prompt_cache = prompts.PromptCache(self._encode)
         self._per_request: dict = {}  # size-dependent settings of the last request (describe())
+        self.context_parallel = (1, 1)  # (ranks per video, world size): set_context_parallel
+
+    def set_context_parallel(self, size: int, world_size: int) -> list[str]:
+        """Split each video over ``size`` ranks when the weights are loaded (``--context-parallel``);
+        returns why this model cannot be (before any weights are read)."""
+        self.context_parallel = (int(size), int(world_size))
+        return context_parallel.transformer_problems(self.resolved, int(size))
 
     def _variant(self) -> str:
         return "wan-i2v" if self.resolved.pipeline_class == "WanImageToVideoPipeline" else "wan-t2v"
@@ -100,6 +107,11 @@ class WanBackend:
         if request.timeline_mode not in timeline_attn.MODES:
             out.append(
                 f"unknown timeline mode {request.timeline_mode!r}; choose one of {', '.join(timeline_attn.MODES)}"
+            )
+        if self.context_parallel[0] > 1 and not out:
+            lead = len(request.ref_images) if self.identity_mode(request) == "reference-concat" else 0
+            out.extend(
+                context_parallel.token_problems(self.context_parallel[0], n, h, w, self.size_multiple, lead)
             )
         if request.timeline and request.fps > 0 and n >= 1:
             out.extend(frames.timeline_problems(request.timeline, request.timeline_units, n, request.fps))
@@ -146,6 +158,8 @@ class WanBackend:
         self._placement = runtime.place_pipeline(pipe, self.options, self.device)
         prompts.place_text_encoder(pipe, self.options.text_encoder)
         self._applied = runtime.apply_speed_options(pipe, self.options)
+        if self.context_parallel[0] > 1:
+            context_parallel.enable(pipe, *self.context_parallel)
         return pipe
 
     # ------------------------------------------------------------------ generation
@@ -287,6 +301,7 @@ class WanBackend:
             "vae_tiling": self.options.vae_tiling,
             "compile": self.options.compile,
             "cache": self.options.cache,
+            "context_parallel": self.context_parallel[0],
             **self._per_request,
             "note": note,
         }

@@ -16,10 +16,11 @@ import dataclasses
 import time
 from pathlib import Path
 
-from ipvgkit.distributed import Shard, assign, device_for, natural_key, resolve_shard
+from ipvgkit.distributed import Shard, assign, device_for, env_shard, natural_key
 from ipvgkit.errors import IpvgError, UsageError
 from ipvgkit.models.base import Identity, VideoBackend
 from ipvgkit.progress import Progress, ensure
+from ipvgkit.stages import generate_cp
 from ipvgkit.stages.generate_exec import Runner, execute, warm_up
 from ipvgkit.stages.generate_io import finished_video_problem, read_generation_log, remove_stale_temps
 from ipvgkit.stages.generate_plan import (
@@ -112,22 +113,48 @@ def _checked(cfg: GenerateConfig, backend: VideoBackend, jobs: list[Job], runner
     return ok
 
 
+def _backend(cfg: GenerateConfig, backend: VideoBackend | None, base: Shard) -> VideoBackend:
+    """The given backend or the configured one (on ``cuda:LOCAL_RANK`` under a launcher), told about
+    context parallelism when it is on."""
+    backend = backend if backend is not None else _prepare_backend(cfg, base)
+    if cfg.context_parallel > 1:
+        generate_cp.attach(backend, cfg, base)
+    return backend
+
+
 def _generate(
-    cfg: GenerateConfig, backend: VideoBackend | None, jobs: list[Job], runner: Runner, shard: Shard
+    cfg: GenerateConfig, backend: VideoBackend | None, jobs: list[Job], runner: Runner, base: Shard
 ) -> tuple[float | None, str | None]:
-    """Load (lazily), check and generate the jobs; returns (weights' load seconds, identity mode(s))."""
+    """Load (lazily), check and generate the jobs; returns (weights' load seconds, identity mode(s)).
+    Under context parallelism the weights are loaded even with no job (every rank builds the mesh)."""
     progress = runner.progress
     progress.status("loading model")
-    backend = backend if backend is not None else _prepare_backend(cfg, shard)
+    backend = _backend(cfg, backend, base)
+    link = None
+    if cfg.context_parallel > 1:
+        link = generate_cp.GroupLink(
+            generate_cp.layout(cfg, base)[1], device_for(cfg.model_options.device, base)
+        )
     _check_settings(backend, jobs)
     _refuse_silent_identity(cfg, backend, jobs)
     progress.status("checking cases")
     checked = _checked(cfg, backend, jobs, runner)
     identity = ", ".join(sorted({str(j.result.settings.get("identity")) for j in checked})) or None
-    load_seconds = warm_up(backend, progress) if checked else None
+    load_seconds = warm_up(backend, progress) if checked or link else None
     device = str(backend.describe().get("device", cfg.model_options.device))
-    execute(cfg, backend, checked, runner, device, lambda: dict(backend.describe()))
+    before = link.send if link is not None else None
+    execute(cfg, backend, checked, runner, device, lambda: dict(backend.describe()), before)
     return load_seconds, identity
+
+
+def _follow(cfg: GenerateConfig, backend: VideoBackend | None, base: Shard, progress: Progress) -> int:
+    """A context-parallel member: load the model like the writer, then run what the writer sends."""
+    group = generate_cp.layout(cfg, base)[1]
+    progress.status("loading model")
+    backend = _backend(cfg, backend, base)
+    link = generate_cp.GroupLink(group, device_for(cfg.model_options.device, base))
+    warm_up(backend, progress)
+    return generate_cp.follow(backend, link, group, progress)
 
 
 def run_generation(
@@ -147,12 +174,17 @@ def run_generation(
     progress = ensure(progress)
     t_start = time.perf_counter()
     _require(cfg, backend)
-    shard = resolve_shard(cfg.shard)
+    base = env_shard()
+    shard, group = generate_cp.layout(cfg, base)  # the cases are shared by context-parallel group
     out = Path(cfg.out)
     entries, other_track = load_entries(cfg, progress)
     mine = assign(entries, shard, key=lambda e: natural_key(e[0]))
     plan = plan_cases(cfg, mine, out, shard)
+    generate_cp.check(cfg, base)
     out.mkdir(parents=True, exist_ok=True)
+    if not group.writer:
+        _follow(cfg, backend, base, progress)
+        return GenerateReport(out, out / log_name(shard), None, shard, [], time.perf_counter() - t_start)
     config_path = config_mod.save(cfg, out / CONFIG_NAME) if shard.rank == 0 else None
     runner = Runner(out / log_name(shard), progress)
     if shard.is_distributed:
@@ -163,7 +195,9 @@ def run_generation(
         progress.log(note)
     for result in plan.known:
         runner.finish(result)
-    load_seconds, identity = _generate(cfg, backend, plan.jobs, runner, shard) if plan.jobs else (None, None)
+    run = plan.jobs or cfg.context_parallel > 1
+    placed = base if group.size > 1 else shard  # the ranks that pick the GPU (cuda:LOCAL_RANK)
+    load_seconds, identity = _generate(cfg, backend, plan.jobs, runner, placed) if run else (None, None)
     return GenerateReport(
         out_dir=out,
         log_path=runner.log_path,

@@ -172,8 +172,11 @@ class EncodeQueue:
 class _Executor:
     """Claims, generates and encodes jobs (see :func:`execute`)."""
 
-    def __init__(self, cfg: GenerateConfig, backend: VideoBackend, runner: Runner, describe: Callable):
+    def __init__(
+        self, cfg: GenerateConfig, backend: VideoBackend, runner: Runner, describe: Callable, before: Callable
+    ):
         self.cfg, self.backend, self.runner, self.describe = cfg, backend, runner, describe
+        self.before = before  # called with each request just before it is generated (context parallelism)
         self.queue = EncodeQueue(runner.finish, background=cfg.background_encode)
         self.current: str | None = None
 
@@ -191,6 +194,8 @@ class _Executor:
         remove_stale_temps(job.dest)  # ours or a dead owner's: we hold the claim
         self.current = job.case.case_id
         self.runner.progress.status(f"generating {job.case.case_id}")
+        if self.before is not None:
+            self.before(job.request)
         result, frames = generate_frames(self.backend, job.request, job.result, device, self.runner.progress)
         result = dataclasses.replace(result, backend=self.describe())
         if frames is None:
@@ -212,9 +217,11 @@ def execute(
     runner: Runner,
     device: str,
     describe: Callable,
+    before: Callable[[GenerationRequest | None], None] | None = None,
 ) -> None:
-    """Generate the checked ``jobs`` in order, then wait for those claimed by other live processes."""
-    ex = _Executor(cfg, backend, runner, describe)
+    """Generate the checked ``jobs`` in order, then wait for those claimed by other live processes.
+    ``before(request)`` is called before each generation and ``before(None)`` once at the end."""
+    ex = _Executor(cfg, backend, runner, describe, before)
     try:
         waiting = [job for job in jobs if not ex.attempt(job, device)]
         ex.queue.drain()  # our last video and its claim: others may be waiting for it
@@ -238,3 +245,5 @@ def execute(
             ex.queue.close()
         finally:
             runner.release_all()
+            if before is not None:
+                before(None)

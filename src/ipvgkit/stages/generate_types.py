@@ -46,7 +46,8 @@ class GenerateConfig:
 
     ``track`` None means every case of the test set. ``shard`` is ``"K/N"`` (1-based K) or None.
     ``seed`` is the base seed: case ``c`` uses :func:`derive_seed` ``(seed, c.case_id)``.
-    ``max_frames`` caps ``timeline_fit: extend`` (None: no cap).
+    ``max_frames`` caps ``timeline_fit: extend`` (None: no cap). ``context_parallel`` N > 1 runs every
+    video on a group of N ranks (:mod:`ipvgkit.stages.generate_cp`).
     """
 
     cases: Path | None = None
@@ -66,6 +67,7 @@ class GenerateConfig:
     seed: int = 0
     negative_prompt: str | None = None
     shard: str | None = None
+    context_parallel: int = 1  # ranks per video (ipvgkit.stages.generate_cp); 1: one video per rank
     overwrite: bool = False
     crf: int = 18
     preset: str = "medium"  # x264 preset: faster presets encode faster into larger files of like quality
@@ -105,6 +107,8 @@ class GenerateConfig:
                 out.append(f"{name} must be a multiple of {frame_math.SIZE_MULTIPLE}, got {value}")
         if self.max_frames is not None and not frame_math.is_valid_frame_count(self.max_frames):
             out.append(f"max_frames must be of the form 4k+1, got {self.max_frames}")
+        if int(self.context_parallel) < 1:
+            out.append(f"context_parallel must be at least 1, got {self.context_parallel!r}")
         if self.fps <= 0:
             out.append(f"fps must be positive, got {self.fps!r}")
         if not 0 <= self.crf <= 51:

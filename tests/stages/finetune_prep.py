@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from ipvgkit.assets import sample_image
@@ -14,9 +15,20 @@ from ipvgkit.media.synth import pan_frames
 FACES = ("tom_hanks", "astronaut", "t1")
 
 
-def make_prep(folder: Path, n: int = 3, frames: int = 13, fps: float = 16.0, events: bool = False) -> Path:
+def face_embedding(name: str) -> np.ndarray:
+    """The dlib embedding (128-d) of the largest face in the real photo ``name`` (what ``ipvg prepare``
+    stores with the dlib backend)."""
+    from ipvgkit.models.face_adapter import reference_embedding
+
+    return reference_embedding(sample_image(name), "dlib", None)
+
+
+def make_prep(
+    folder: Path, n: int = 3, frames: int = 13, fps: float = 16.0, events: bool = False, faces: bool = False
+) -> Path:
     """``n`` samples (one clip each, ``frames`` frames at ``fps``, 48x48; video paths absolute as prepare
-    writes them; bucket 32x32x9 at 16 fps) with one reference crop."""
+    writes them; bucket 32x32x9 at 16 fps) with one reference crop; with ``faces`` each sample also has
+    ``faces/ID.npy``, the dlib embedding of its source photo."""
     folder = Path(folder)
     (folder / "videos").mkdir(parents=True, exist_ok=True)
     (folder / "refs").mkdir(exist_ok=True)
@@ -32,6 +44,11 @@ def make_prep(folder: Path, n: int = 3, frames: int = 13, fps: float = 16.0, eve
             ManifestEvent(0.0, dur / 2, "a person looks left"),
             ManifestEvent(dur / 2, dur, "a person smiles"),
         ]
+        emb_rel = None
+        if faces:
+            emb_rel = f"faces/{i}.npy"
+            (folder / "faces").mkdir(exist_ok=True)
+            np.save(folder / emb_rel, face_embedding(FACES[i % len(FACES)]))
         samples.append(
             Sample(
                 sample_id=sample_id("test", f"v{i}", 0, frames),
@@ -48,6 +65,7 @@ def make_prep(folder: Path, n: int = 3, frames: int = 13, fps: float = 16.0, eve
                 ref_images=[str(ref.relative_to(folder))],
                 width=48,
                 height=48,
+                face_embedding=emb_rel,
             )  # fmt: skip
         )
     write_manifest(folder, samples)

@@ -54,7 +54,9 @@ def finetune(
         int | None, opt("--height", help="Clip height, a multiple of 16 (default 480).")
     ] = None,
     width: Annotated[int | None, opt("--width", help="Clip width, a multiple of 16 (default 832).")] = None,
-    method: Annotated[Method | None, opt("--method", help="Identity method the LoRA learns.")] = None,
+    method: Annotated[
+        Method | None, opt("--method", help="Identity method trained (LoRA, or face-adapter).")
+    ] = None,
     resume: Annotated[
         bool, opt("--resume", help="Continue the run in --out from its last checkpoint.")
     ] = False,

@@ -62,6 +62,10 @@ def generate(
             help="LoRA file/folder as PATH[:SCALE][:both|high|low] (repeatable; high/low: one Wan 2.2 expert).",
         ),
     ] = None,
+    adapter: Annotated[
+        Path | None,
+        opt("--adapter", help="Face adapter folder (RUN/final of finetune --method face-adapter)."),
+    ] = None,
     lora_scale: Annotated[
         float | None,
         opt("--lora-scale", help="Strength of each --lora without its own :SCALE (default 1.0)."),
@@ -131,7 +135,7 @@ def generate(
     from ipvgkit.stages.generate import GenerateConfig
 
     model_options = config_values(
-        model=model, lora=lora, lora_scale=lora_scale, identity=identity, dtype=dtype, offload=offload,
+        model=model, lora=lora, adapter=adapter, lora_scale=lora_scale, identity=identity, dtype=dtype, offload=offload,
         compile=compile_model, cache=cache, flow_shift=flow_shift, lora_fuse=lora_fuse,
         text_encoder=text_encoder, device=device, models_dir=models_dir,
     )  # fmt: skip

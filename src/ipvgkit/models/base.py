@@ -26,6 +26,7 @@ class Identity(StrEnum):
     reference_concat = "reference-concat"
     vace = "vace"
     consisid = "consisid"
+    face_adapter = "face-adapter"
 
 
 class TimelineMode(StrEnum):
@@ -71,6 +72,7 @@ class ModelOptions:
     backend: str = "auto"  # auto | wan | wan-vace | consisid
     identity: Identity = Identity.auto
     lora: list[Path] = field(default_factory=list)  # each PATH[:SCALE][:EXPERTS] (ipvgkit.models.lora)
+    adapter: Path | None = None  # a face adapter folder (ipvgkit.models.face_adapter), for face-adapter
     lora_scale: float = 1.0
     dtype: DType = DType.bf16
     device: str = "auto"  # auto | cpu | cuda | cuda:N

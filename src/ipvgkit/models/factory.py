@@ -21,6 +21,10 @@ def load_backend(options: ModelOptions) -> VideoBackend:
     validate_options(options)
     resolved = resolve_model(options.model, options.models_dir)
     name = backend_for(resolved, options.backend)
+    if options.adapter is not None and name != "wan":
+        raise UsageError(
+            f"--adapter (a face adapter) runs on Wan text-to-video models; {options.model} is {name}"
+        )
     if name == "wan":
         from ipvgkit.models.wan import WanBackend
 

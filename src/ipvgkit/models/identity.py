@@ -10,9 +10,12 @@ Modes (``ModelOptions.identity``):
   text-to-video checkpoints; meaningful for a LoRA trained that way).
 * ``vace``: the reference images go to ``WanVACEPipeline`` as ``reference_images`` (``wan-vace`` backend).
 * ``consisid``: face embeddings + keypoints of the first reference image (``consisid`` backend).
+* ``face-adapter``: the first reference image's face embedding through a trained face adapter
+  (``--adapter DIR``, :mod:`ipvgkit.models.face_adapter`) as extra cross-attention tokens (Wan
+  text-to-video checkpoints).
 * ``auto``: ``wan-vace`` → ``vace``; ``consisid`` → ``consisid``; ``wan`` with reference images →
   ``reference-concat`` when ``ipvg_adapter.json`` (in the model folder or beside a LoRA) says
-  ``{"identity": "reference-concat"}``, else ``i2v`` for an image-to-video checkpoint, else ``none``.
+  ``{"identity": "reference-concat"}``, ``face-adapter`` when a face adapter is given, else ``i2v`` for an image-to-video checkpoint, else ``none``.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ ADAPTER_FILE = "ipvg_adapter.json"
 
 # modes each backend (and Wan variant) can run
 SUPPORTED = {
-    "wan-t2v": ("none", "reference-concat"),
+    "wan-t2v": ("none", "reference-concat", "face-adapter"),
     "wan-i2v": ("i2v",),
     "wan-vace": ("none", "vace"),
     "consisid": ("consisid",),
@@ -70,14 +73,31 @@ def resolve_identity(requested: str, variant: str, has_refs: bool, adapter: dict
             return "consisid"
         if variant == "wan-i2v":
             return "i2v"
-        if has_refs and adapter.get("identity") == "reference-concat":
-            return "reference-concat"
+        if has_refs and adapter.get("identity") in ("reference-concat", "face-adapter"):
+            return adapter["identity"]
         return "none"
     if requested not in supported:
         raise UsageError(
             f"identity {requested!r} is not available for this model ({variant}); use one of {', '.join(supported)} or auto"
         )
     return requested
+
+
+def face_adapter_for(options: Any, variant: str) -> Any:
+    """The face adapter of ``options.adapter`` (:class:`ipvgkit.models.face_adapter.GenerationAdapter`),
+    None without one; ``--identity face-adapter`` without ``--adapter`` is a usage error, and so is an
+    adapter on a model variant that cannot run it."""
+    if options.adapter is not None and "face-adapter" not in SUPPORTED[variant]:
+        raise UsageError(f"--adapter (a face adapter) runs on Wan text-to-video checkpoints, not {variant}")
+    if options.adapter is None:
+        if options.identity == "face-adapter":
+            raise UsageError(
+                "--identity face-adapter needs --adapter DIR (a face adapter from ipvg finetune)"
+            )
+        return None
+    from ipvgkit.models.face_adapter import GenerationAdapter
+
+    return GenerationAdapter(Path(options.adapter), options.models_dir)
 
 
 def open_image(path: Path) -> Any:

@@ -118,13 +118,15 @@ class Conditions:
     """Everything but the latents that one batch is conditioned on.
 
     ``prompt_embeds``: ``(B, L, D)`` text context; ``ref_latents``: ``(B, C, n_ref, h, w)`` clean
-    reference frames (reference-concat) or None; ``timeline``: a timeline state of
+    reference frames (reference-concat) or None; ``face``: ``(B, E)`` face embeddings (face-adapter)
+    or None; ``timeline``: a timeline state of
     :mod:`ipvgkit.models.timeline_attn` (batch size 1) or None.
     """
 
     prompt_embeds: torch.Tensor
     ref_latents: torch.Tensor | None = None
     timeline: Any = None
+    face: torch.Tensor | None = None  # (B, E) face embeddings (face-adapter)
 
 
 class TrainingModel(Protocol):

@@ -9,6 +9,7 @@ identity conditioning; image-to-video checkpoints run diffusers' pipeline with t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from ipvgkit.models.resolve import ResolvedModel
 
 log = logging.getLogger(__name__)
 
-NEEDS_REFERENCE = ("i2v", "reference-concat", "vace", "consisid")
+NEEDS_REFERENCE = ("i2v", "reference-concat", "vace", "consisid", "face-adapter")
 
 
 class WanBackend:
@@ -45,6 +46,9 @@ class WanBackend:
         if options.flow_shift is not None and options.flow_shift <= 0:
             raise UsageError(f"flow_shift must be > 0, got {options.flow_shift}")
         self.adapter = identity.read_adapter_info(resolved.folder, self.lora_files)
+        self.face = identity.face_adapter_for(options, self.variant)  # --adapter: a face adapter (or None)
+        if self.face is not None:
+            self.adapter = {**self.adapter, **self.face.info()}
         identity.resolve_identity(options.identity, self.variant, True, self.adapter)  # UsageError early
         self.device = runtime.resolve_device(options.device)
         self.torch_dtype, self.dtype_name = runtime.resolve_dtype(options.dtype, self.device)
@@ -259,7 +263,10 @@ class WanBackend:
             num_frames=request.num_frames, steps=request.steps, guidance=request.guidance, generator=generator,
             ref_latents=ref_latents,
         )  # fmt: skip
-        with _maybe_timeline(pipe, state):
+        face = contextlib.nullcontext()
+        if mode == "face-adapter":
+            face = self.face.control(pipe.transformer, Path(request.ref_images[0]), cond)
+        with _maybe_timeline(pipe, state), face:  # the face processors wrap the timeline ones
             return run_t2v(pipe, inputs)
 
     # ------------------------------------------------------------------ description

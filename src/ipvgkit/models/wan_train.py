@@ -48,6 +48,9 @@ class WanTraining:
         self.vae: Any = None
         self.video_processor: Any = None
         self.loaded: list[str] = []
+        # the processors of the last prediction stay installed (and switched on) until the next one, so
+        # that gradient checkpointing recomputes the blocks in the backward pass with the same processors
+        self._held = contextlib.ExitStack()
 
     # ------------------------------------------------------------------ loading
     def scheduler_flow_shift(self) -> float | None:
@@ -107,6 +110,19 @@ class WanTraining:
 
     def trainable(self) -> torch.nn.Module:
         return self.transformer
+
+    def attach_face_adapter(self, embed_dim: int, **settings: Any) -> Any:
+        """A new, trainable face adapter as the transformer's submodule ``ipvg_face_adapter`` (so the
+        trainer's wrapper, checkpoints and parameter list see it); fp32 whatever the base dtype."""
+        from ipvgkit.models.face_adapter import build_adapter
+
+        adapter = build_adapter(self.transformer, embed_dim, base_model=self.resolved.name, **settings)
+        self.transformer.add_module("ipvg_face_adapter", adapter.to(self.device).requires_grad_(True))
+        return adapter
+
+    @property
+    def face_adapter(self) -> Any:
+        return getattr(self.transformer, "ipvg_face_adapter", None)
 
     def enable_gradient_checkpointing(self) -> None:
         self.transformer.enable_gradient_checkpointing()
@@ -194,15 +210,32 @@ class WanTraining:
         pipe = SimpleNamespace(
             config=SimpleNamespace(expand_timesteps=self.expand_timesteps), transformer=self.transformer
         )
+        self.release()  # the previous micro-batch's backward is done
         control = contextlib.nullcontext()
         if cond.timeline is not None:
             cond.timeline.cond_embeds = context  # the processors switch on for exactly this context tensor
             control = timeline_attn.TimelineControl(
                 SimpleNamespace(transformer=self.transformer), cond.timeline
             )
-        with control:
-            pred = model_prediction(pipe, _Denoiser(self.denoiser, self.transformer), noisy, t, context, ref)
+        face = contextlib.nullcontext()
+        if cond.face is not None:
+            from ipvgkit.models.face_adapter import FaceControl, FaceState
+
+            if self.face_adapter is None:
+                raise RuntimeError("face embeddings given but no face adapter attached")
+            state = FaceState(self.face_adapter, cond.face.to(self.device), cond_embeds=context)
+            face = FaceControl(self.transformer, state, keep_after=True)  # after the timeline's: both apply
+        self._held.enter_context(control)
+        self._held.enter_context(face)
+        pred = model_prediction(pipe, _Denoiser(self.denoiser, self.transformer), noisy, t, context, ref)
+        if cond.timeline is not None:
+            cond.timeline.active = True  # for the backward pass's recomputation (gradient checkpointing)
         return pred.float(), target
+
+    def release(self) -> None:
+        """Restore the processors of the last prediction (call after its backward pass)."""
+        self._held.close()
+        self._held = contextlib.ExitStack()
 
     def describe(self) -> dict:
         return {

@@ -31,10 +31,12 @@ from ipvgkit.models import lora_train
 from ipvgkit.models.training import Conditions, flow_loss, sample_sigmas
 from ipvgkit.progress import Progress, ensure
 from ipvgkit.stages import finetune_ckpt as ck
+from ipvgkit.stages import finetune_val
 from ipvgkit.stages.finetune_config import DECAYING, RESUMABLE_CHANGES, FinetuneConfig
 from ipvgkit.stages.finetune_data import TrainData, positions, sample_index
 from ipvgkit.stages.finetune_setup import (
     cache_key_for,
+    final_face_adapter,
     make_optimizer,
     make_scheduler,
     memory,
@@ -81,15 +83,30 @@ class _Run:
         self.resume_from = self._check_run_folder()
         self.acc = Accelerator(cpu=cpu, mixed_precision=mp)
         self.sharded = self.acc.distributed_type.value in ("FSDP", "DEEPSPEED")  # accelerate saves the model
+        if self.sharded and cfg.validation.every:
+            raise UsageError(
+                "validation runs on unsharded runs only (DDP or one process): set validation.every=0"
+            )
         if self.acc.distributed_type.value == "DEEPSPEED" and cfg.grad_accum > 1:
             raise UsageError(
                 "under DeepSpeed set gradient_accumulation_steps in its config and keep grad_accum 1"
             )
         self.model = self._load_model(dtype)
-        set_seed(cfg.seed)  # the LoRA's initial A matrices
-        self.layers = lora_train.inject_lora(
-            self.model.trainable(), cfg.lora.rank, cfg.lora.alpha, cfg.lora.targets
-        )
+        set_seed(cfg.seed)  # the LoRA's initial A matrices (and the face adapter's weights)
+        self.layers: list[str] = []
+        if cfg.method != "face-adapter" or cfg.face_adapter.lora:
+            self.layers = lora_train.inject_lora(
+                self.model.trainable(), cfg.lora.rank, cfg.lora.alpha, cfg.lora.targets
+            )
+        if cfg.method == "face-adapter":
+            fa = cfg.face_adapter
+            self.model.attach_face_adapter(
+                self.data.face_dim, num_tokens=fa.num_tokens, depth=fa.depth, heads=fa.heads
+            )
+            self.notes.append(
+                f"face adapter: {self.data.face_dim}-d face embeddings -> {fa.num_tokens} tokens"
+                + (" + LoRA" if self.layers else " (no LoRA: face_adapter.lora=false)")
+            )
         if cfg.gradient_checkpointing:
             self.model.enable_gradient_checkpointing()
         self.model.trainable().train()
@@ -213,6 +230,7 @@ class _Run:
             )
         if self.acc.is_main_process:
             ck.trim_metrics(self.out, step)
+            finetune_val.forget_after(self.out, step)
         self._log(f"resumed from {ckpt} at step {step}")
         return step
 
@@ -279,14 +297,19 @@ class _Run:
                 ctx = m.timeline_context(it.caption, [e.text for e in it.events])
                 embeds, groups = ctx.embeds, ctx.token_group
             state = m.timeline_state(it.events, groups, cfg.frames, cfg.fps, cfg.height, cfg.width, n_ref)
-            return latents, Conditions(embeds.to(dev), ref, state)
+            return latents, Conditions(embeds.to(dev), ref, state, self._faces(items))
         texts = [
             it.prompt_embeds
             if it.prompt_embeds is not None and not it.events
             else m.encode_text([it.caption])[0]
             for it in items
         ]
-        return latents, Conditions(torch.stack([t.to(dev) for t in texts]), ref)
+        return latents, Conditions(torch.stack([t.to(dev) for t in texts]), ref, face=self._faces(items))
+
+    def _faces(self, items: list) -> torch.Tensor | None:
+        if self.cfg.method != "face-adapter":
+            return None
+        return torch.stack([it.face for it in items]).to(self.acc.device, torch.float32)
 
     def _micro_loss(self, k: int) -> tuple[torch.Tensor, list[str]]:
         cfg = self.cfg
@@ -316,6 +339,7 @@ class _Run:
                 self.acc.backward(loss / cfg.grad_accum)
             total += loss.detach()
             ids += got
+        self.model.release()  # the last backward pass is done: restore the processors
         grad_norm = self.acc.clip_grad_norm_(self.params, cfg.optim.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
@@ -347,20 +371,43 @@ class _Run:
             self.progress.advance()
             if row["step"] % cfg.checkpoint_every == 0 or row["step"] == cfg.max_steps:
                 self._save_checkpoint(row["step"])
+            if cfg.validation.every and row["step"] % cfg.validation.every == 0:
+                self._validate(row["step"])
         final = self._write_final(max(start, cfg.max_steps) if start < cfg.max_steps else start)
         return FinetuneResult(self.out, max(start, cfg.max_steps), final, self.resume_from, row,
                               self.data.skipped, self.notes, self.model.describe())  # fmt: skip
 
-    def _write_final(self, steps: int) -> Path:
-        """``RUN/final``: the diffusers-format LoRA, its adapter json, the config (and ComfyUI file)."""
-
-        dest = self.out / FINAL
-        if self.sharded:  # a collective: every rank takes part in gathering the sharded tensors
-            state = lora_train.lora_from_full_state(self.acc.get_state_dict(self.model.denoiser))
-        else:
-            state = lora_train.diffusers_state(self.acc.unwrap_model(self.model.denoiser))
+    def _validate(self, step: int) -> None:
+        """Generate and score the validation cases with the current weights (:mod:`finetune_val`)."""
+        weights = finetune_val.step_dir(self.out, step) / "weights"
+        self._write_final(step, weights)
         if self.acc.is_main_process:
-            write_final(dest, state, self.cfg, self.layers, self.saved_config, steps)
-            ck.write_loss_svg(self.out)
+            device = "cpu" if self.acc.device.type == "cpu" else str(self.acc.device)
+            was = self.model.trainable().training
+            finetune_val.validate(self.out, step, self.cfg, weights, device, self.progress)
+            self.model.trainable().train(was)
+        self.acc.wait_for_everyone()
+
+    def _write_final(self, steps: int, dest: Path | None = None) -> Path:
+        """``RUN/final`` (or ``dest``): the diffusers-format LoRA and / or the face adapter, the adapter
+        json, the config (and ComfyUI file)."""
+
+        dest = dest if dest is not None else self.out / FINAL
+        full = self.acc.get_state_dict(self.model.denoiser) if self.sharded else None  # a collective
+        state = None
+        if self.layers:
+            if full is not None:
+                state = lora_train.lora_from_full_state(full)
+            else:
+                state = lora_train.diffusers_state(self.acc.unwrap_model(self.model.denoiser))
+        face = None
+        if self.cfg.method == "face-adapter":
+            face = final_face_adapter(
+                self.acc.unwrap_model(self.model.denoiser).ipvg_face_adapter, full, steps
+            )
+        if self.acc.is_main_process:
+            write_final(dest, state, self.cfg, self.layers, self.saved_config, steps, face)
+            if dest == self.out / FINAL:
+                ck.write_loss_svg(self.out)
         self.acc.wait_for_everyone()
         return dest

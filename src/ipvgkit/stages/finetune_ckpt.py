@@ -93,9 +93,9 @@ def config_mismatch(saved: dict[str, Any], now: dict[str, Any], free: tuple[str,
     return walk(saved, now, "")
 
 
-def trim_metrics(run: Path, step: int) -> None:
-    """Keep the metrics lines of steps <= ``step`` (a resumed run rewrites the later ones)."""
-    path = Path(run) / METRICS
+def trim_metrics(run: Path, step: int, name: str = METRICS) -> None:
+    """Keep the metrics lines (of ``name``) of steps <= ``step`` (a resumed run rewrites the later ones)."""
+    path = Path(run) / name
     if not path.is_file():
         return
     keep = [ln for ln, row in _rows(path) if row["step"] <= step]

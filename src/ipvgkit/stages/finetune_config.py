@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Literal
 
 from ipvgkit.models.training import DEFAULT_LORA_TARGETS, FlowMatchConfig
+from ipvgkit.stages.finetune_val import ValidationSettings
 
 # the identity method the LoRA learns (the name ``ipvg generate --identity`` runs it with)
-Method = Literal["reference-concat", "none"]
-METHODS = ("reference-concat", "none")
+Method = Literal["reference-concat", "face-adapter", "none"]
+METHODS = ("reference-concat", "face-adapter", "none")
 MixedPrecision = Literal["no", "bf16", "fp16"]
 MIXED_PRECISIONS = ("no", "bf16", "fp16")
 Optimizer = Literal["auto", "adamw", "adamw8bit"]
@@ -34,6 +35,7 @@ RESUMABLE_CHANGES = (
     "export",
     "overwrite",
     "models_dir",
+    "validation",
 )
 
 
@@ -51,6 +53,22 @@ class LoraSettings:
             raise ValueError(f"lora.rank must be >= 1, got {self.rank}")
         if self.alpha <= 0:
             raise ValueError(f"lora.alpha must be > 0, got {self.alpha}")
+
+
+@dataclass
+class FaceAdapterSettings:
+    """``method: face-adapter`` (:mod:`ipvgkit.models.face_adapter`): resampler tokens, layers, heads;
+    ``lora``: also train the LoRA of ``lora.*`` (off: the adapter alone)."""
+
+    num_tokens: int = 4
+    depth: int = 2
+    heads: int = 8
+    lora: bool = False
+
+    def __post_init__(self) -> None:
+        for key in ("num_tokens", "depth", "heads"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"face_adapter.{key} must be >= 1, got {getattr(self, key)}")
 
 
 @dataclass
@@ -107,7 +125,9 @@ class FinetuneConfig:
     resume: str | None = None  # None | "auto" | a checkpoint folder
     overwrite: bool = False
     lora: LoraSettings = field(default_factory=LoraSettings)
+    face_adapter: FaceAdapterSettings = field(default_factory=FaceAdapterSettings)
     optim: OptimSettings = field(default_factory=OptimSettings)
+    validation: ValidationSettings = field(default_factory=ValidationSettings)
     flow: FlowMatchConfig = field(default_factory=FlowMatchConfig)
 
     def __post_init__(self) -> None:

@@ -47,6 +47,7 @@ class TrainSample:
     token_group: torch.Tensor | None = None  # (L,) text group of each context token (cached)
     frames: torch.Tensor | None = None  # uint8 (F, H, W, 3)
     refs: list[Any] | None = None  # PIL images
+    face: torch.Tensor | None = None  # (E,) face embedding (method face-adapter)
 
 
 def clip_pixels(s: Sample, video: Path, frames: int, fps: float, height: int, width: int) -> np.ndarray:
@@ -104,8 +105,24 @@ class TrainData:
             raise InputError(
                 f"{self.prep}: no usable sample ({len(self.skipped)} skipped; first: {self.skipped[0]['reason']})"
             )
+        self.faces = self._read_faces() if cfg.method == "face-adapter" else {}
+        self.face_dim = next(iter(self.faces.values())).shape[0] if self.faces else None
         self.all_cached = len(self.cache) == len(self.samples)
         self.none_cached = not self.cache
+
+    def _read_faces(self) -> dict[str, torch.Tensor]:
+        """Every sample's face embedding, read once; all of one dimension (one face backend)."""
+        from ipvgkit.models.face_adapter import read_embedding
+
+        faces = {
+            s.sample_id: torch.from_numpy(read_embedding(self.prep / s.face_embedding)) for s in self.samples
+        }
+        dims = {int(f.shape[0]) for f in faces.values()}
+        if len(dims) > 1:
+            raise InputError(
+                f"{self.prep}: face embeddings of several sizes {sorted(dims)} (mixed face backends)"
+            )
+        return faces
 
     def _problem(self, s: Sample) -> str | None:
         cfg = self.cfg
@@ -114,6 +131,8 @@ class TrainData:
             return f"clip is {s.duration:.2f}s, {cfg.frames} frames at {cfg.fps:g} fps need {need:.2f}s"
         if cfg.method == "reference-concat" and len(s.ref_images) < cfg.num_refs:
             return f"{len(s.ref_images)} reference image(s), the run uses {cfg.num_refs}"
+        if cfg.method == "face-adapter" and not s.face_embedding:
+            return "no face embedding (run ipvg prepare with the face extras installed)"
         if s.sample_id not in self.cache and not self.video_path(s).is_file():
             return f"video not found: {self.video_path(s)}"
         return None
@@ -142,6 +161,7 @@ class TrainData:
             out.frames = torch.from_numpy(clip)
         if cfg.method == "reference-concat":
             out.refs = [identity.open_image(self.prep / r) for r in s.ref_images[: cfg.num_refs]]
+        out.face = self.faces.get(s.sample_id)
         return out
 
 

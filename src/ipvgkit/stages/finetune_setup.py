@@ -95,13 +95,31 @@ def memory(device: torch.device) -> dict[str, Any]:
     }
 
 
+def final_face_adapter(adapter: Any, full: dict | None, steps: int) -> Any:
+    """A CPU copy of the trained face adapter with the run's step count in its config; ``full``: the
+    gathered state dict of a sharded run (keys ``ipvg_face_adapter.*``)."""
+    import copy
+
+    from ipvgkit.models.face_adapter import FaceAdapter
+
+    out = FaceAdapter(copy.deepcopy(adapter.cfg))
+    out.cfg.steps = steps
+    prefix = "ipvg_face_adapter."
+    if full is not None:
+        out.load_state_dict({k[len(prefix) :]: v for k, v in full.items() if k.startswith(prefix)})
+    else:
+        out.load_state_dict({k: v.detach().cpu() for k, v in adapter.state_dict().items()})
+    return out
+
+
 def write_final(
     dest: Path,
-    state: dict[str, torch.Tensor],
+    state: dict[str, torch.Tensor] | None,
     cfg: FinetuneConfig,
     layers: Sequence[str],
     saved: dict,
     steps: int,
+    face_adapter: Any = None,
 ) -> Path:
     """``RUN/final``: the diffusers-format LoRA, ``ipvg_adapter.json``, the config (and the ComfyUI file),
     written into a temp folder that replaces ``dest`` when complete."""
@@ -112,10 +130,17 @@ def write_final(
     tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    lora_train.save_diffusers_lora(tmp, state, cfg.lora.rank, cfg.lora.alpha, layers, meta)
-    if "comfy" in cfg.export:
-        lora_train.export_comfy(tmp, state, cfg.lora.alpha, meta)
-    info = {"identity": cfg.method, "base_model": cfg.model, "steps": steps, "lora": lora_train.LORA_WEIGHT_NAME,
+    if state is not None:
+        lora_train.save_diffusers_lora(tmp, state, cfg.lora.rank, cfg.lora.alpha, layers, meta)
+        if "comfy" in cfg.export:
+            lora_train.export_comfy(tmp, state, cfg.lora.alpha, meta)
+    if face_adapter is not None:
+        from ipvgkit.models.face_adapter import WEIGHTS_FILE, save_adapter
+
+        save_adapter(tmp, face_adapter)
+    lora_file = lora_train.LORA_WEIGHT_NAME if state is not None else None
+    info = {"identity": cfg.method, "base_model": cfg.model, "steps": steps, "lora": lora_file,
+            "face_adapter": WEIGHTS_FILE if face_adapter is not None else None,
             "rank": cfg.lora.rank, "alpha": cfg.lora.alpha, "frames": cfg.frames, "height": cfg.height,
             "width": cfg.width, "config": saved}  # fmt: skip
     (tmp / ADAPTER_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")

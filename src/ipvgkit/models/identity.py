@@ -33,10 +33,10 @@ ADAPTER_FILE = "ipvg_adapter.json"
 
 # modes each backend (and Wan variant) can run
 SUPPORTED = {
-    "wan-t2v": ("none", "reference-concat", "face-adapter"),
-    "wan-i2v": ("i2v",),
-    "wan-vace": ("none", "vace"),
-    "consisid": ("consisid",),
+    "wan-t2v": (Identity.none, Identity.reference_concat, Identity.face_adapter),
+    "wan-i2v": (Identity.i2v,),
+    "wan-vace": (Identity.none, Identity.vace),
+    "consisid": (Identity.consisid,),
 }
 
 
@@ -66,31 +66,31 @@ def resolve_identity(requested: str, variant: str, has_refs: bool, adapter: dict
     if requested not in IDENTITY_MODES:
         raise UsageError(f"unknown identity mode {requested!r}; choose one of {', '.join(IDENTITY_MODES)}")
     supported = SUPPORTED[variant]
-    if requested == "auto":
+    if requested == Identity.auto:
         if variant == "wan-vace":
-            return "vace" if has_refs else "none"
+            return (Identity.vace if has_refs else Identity.none).value
         if variant == "consisid":
-            return "consisid"
+            return Identity.consisid.value
         if variant == "wan-i2v":
-            return "i2v"
-        if has_refs and adapter.get("identity") in ("reference-concat", "face-adapter"):
+            return Identity.i2v.value
+        if has_refs and adapter.get("identity") in (Identity.reference_concat, Identity.face_adapter):
             return adapter["identity"]
-        return "none"
+        return Identity.none.value
     if requested not in supported:
         raise UsageError(
             f"identity {requested!r} is not available for this model ({variant}); use one of {', '.join(supported)} or auto"
         )
-    return requested
+    return str(requested)
 
 
 def face_adapter_for(options: Any, variant: str) -> Any:
     """The face adapter of ``options.adapter`` (:class:`ipvgkit.models.face_adapter.GenerationAdapter`),
     None without one; ``--identity face-adapter`` without ``--adapter`` is a usage error, and so is an
     adapter on a model variant that cannot run it."""
-    if options.adapter is not None and "face-adapter" not in SUPPORTED[variant]:
+    if options.adapter is not None and Identity.face_adapter not in SUPPORTED[variant]:
         raise UsageError(f"--adapter (a face adapter) runs on Wan text-to-video checkpoints, not {variant}")
     if options.adapter is None:
-        if options.identity == "face-adapter":
+        if options.identity == Identity.face_adapter:
             raise UsageError(
                 "--identity face-adapter needs --adapter DIR (a face adapter from ipvg finetune)"
             )

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ipvgkit.models import identity
-from ipvgkit.models.base import GenerationRequest
+from ipvgkit.models.base import GenerationRequest, Identity
 from ipvgkit.models.wan import WanBackend, _maybe_timeline
 
 
@@ -31,7 +31,7 @@ class WanVaceBackend(WanBackend):
 
         mode = self.identity_mode(request)
         generator = torch.Generator(device="cpu").manual_seed(int(request.seed))
-        refs = [identity.open_image(Path(p)) for p in request.ref_images] if mode == "vace" else []
+        refs = [identity.open_image(Path(p)) for p in request.ref_images] if mode == Identity.vace else []
         cond, negative, state = self._contexts(pipe, request, len(refs))
         with _maybe_timeline(pipe, state):
             out = pipe(

@@ -19,12 +19,18 @@ import numpy as np
 from ipvgkit.data.images import reference_problems
 from ipvgkit.errors import MissingWeightsError, UsageError
 from ipvgkit.models import context_parallel, frames, identity, lora, prompts, runtime, sizes, timeline_attn
-from ipvgkit.models.base import GenerationRequest, ModelOptions, raise_problems
+from ipvgkit.models.base import GenerationRequest, Identity, ModelOptions, raise_problems
 from ipvgkit.models.resolve import ResolvedModel
 
 log = logging.getLogger(__name__)
 
-NEEDS_REFERENCE = ("i2v", "reference-concat", "vace", "consisid", "face-adapter")
+NEEDS_REFERENCE = (
+    Identity.i2v,
+    Identity.reference_concat,
+    Identity.vace,
+    Identity.consisid,
+    Identity.face_adapter,
+)
 
 
 class WanBackend:
@@ -109,7 +115,7 @@ class WanBackend:
                 f"unknown timeline mode {request.timeline_mode!r}; choose one of {', '.join(timeline_attn.MODES)}"
             )
         if self.context_parallel[0] > 1 and not out:
-            lead = len(request.ref_images) if self.identity_mode(request) == "reference-concat" else 0
+            lead = len(request.ref_images) if self.identity_mode(request) == Identity.reference_concat else 0
             out.extend(
                 context_parallel.token_problems(self.context_parallel[0], n, h, w, self.size_multiple, lead)
             )
@@ -237,7 +243,7 @@ class WanBackend:
 
         mode = self.identity_mode(request)
         generator = torch.Generator(device="cpu").manual_seed(int(request.seed))
-        refs = [identity.open_image(Path(p)) for p in request.ref_images] if mode != "none" else []
+        refs = [identity.open_image(Path(p)) for p in request.ref_images] if mode != Identity.none else []
         if self.variant == "wan-i2v":
             cond, negative, state = self._contexts(pipe, request, 0)
             first = identity.fit_image(refs[0], request.width, request.height)
@@ -251,7 +257,7 @@ class WanBackend:
         from ipvgkit.models.loop import LoopInputs, run_t2v
 
         ref_latents = None
-        if mode == "reference-concat":
+        if mode == Identity.reference_concat:
             fitted = [identity.fit_image(im, request.width, request.height) for im in refs]
             ref_latents = identity.reference_latents(
                 pipe, fitted, request.height, request.width, pipe._execution_device, torch.float32
@@ -264,7 +270,7 @@ class WanBackend:
             ref_latents=ref_latents,
         )  # fmt: skip
         face = contextlib.nullcontext()
-        if mode == "face-adapter":
+        if mode == Identity.face_adapter:
             face = self.face.control(pipe.transformer, Path(request.ref_images[0]), cond)
         with _maybe_timeline(pipe, state), face:  # the face processors wrap the timeline ones
             return run_t2v(pipe, inputs)

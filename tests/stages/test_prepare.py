@@ -149,3 +149,18 @@ def test_a_second_run_on_the_same_folder_is_refused(vip, tmp_path):
         proc.kill()
         proc.wait()
     assert run_prepare(_cfg(ann, videos, out)).samples == 3  # the lock dies with its process
+
+
+def test_relative_paths_given_to_prepare_still_find_the_videos_from_elsewhere(vip, tmp_path, monkeypatch):
+    """Given relative --annotations/--videos, the manifest names the videos absolutely, so finetune
+    (which resolves a relative path against the prep folder) and other working folders find them."""
+    import os
+    from pathlib import Path
+
+    ann, videos = vip
+    monkeypatch.chdir(videos.parent)
+    rel_ann, rel_videos = os.path.relpath(ann), os.path.relpath(videos)
+    run_prepare(_cfg(Path(rel_ann), Path(rel_videos), tmp_path / "p"))
+    monkeypatch.chdir(tmp_path)
+    samples = read_manifest(tmp_path / "p")
+    assert samples and all(Path(s.video).is_absolute() and Path(s.video).is_file() for s in samples)

@@ -131,7 +131,7 @@ class ReactIdSource:
     name = NAME
 
     def __init__(self, root: Path):
-        self.root = Path(root)
+        self.root = Path(root).absolute()  # the manifest is read from other folders
         self.parts: dict[str, dict[str, dict]] = {p: {} for p in PARTS}
 
     def load(self) -> None:

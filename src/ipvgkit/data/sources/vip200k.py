@@ -109,7 +109,8 @@ class Vip200kSource:
     name = NAME
 
     def __init__(self, annotations: Path, videos: Path):
-        self.annotations, self.videos = Path(annotations), Path(videos)
+        # absolute: the manifest is read from other folders (finetune resolves paths against PREP)
+        self.annotations, self.videos = Path(annotations).absolute(), Path(videos).absolute()
         self.entries: list[dict] = []
 
     def load(self) -> None:

@@ -36,11 +36,12 @@ from ipvgkit.stages.finetune_config import DECAYING, RESUMABLE_CHANGES, Finetune
 from ipvgkit.stages.finetune_data import TrainData, positions, sample_index
 from ipvgkit.stages.finetune_setup import (
     cache_key_for,
-    final_face_adapter,
+    final_states,
     make_optimizer,
     make_scheduler,
     memory,
     resolve_device,
+    trainable_digest,
     write_final,
 )
 
@@ -261,17 +262,11 @@ class _Run:
 
     def _rank_digests(self) -> list[str]:
         """sha256 of every rank's trainable tensors (equal on all ranks when data parallelism works)."""
-        import hashlib
-
         from accelerate.utils import gather_object
 
         if self.sharded:
             return []
-        h = hashlib.sha256()
-        for name, t in sorted(lora_train.trainable_state(self.acc.unwrap_model(self.model.denoiser)).items()):
-            h.update(name.encode())
-            h.update(t.float().numpy().tobytes())
-        return gather_object([h.hexdigest()])
+        return gather_object([trainable_digest(self.acc.unwrap_model(self.model.denoiser))])
 
     # ------------------------------------------------------------------ training
     def _conditions(self, items: list) -> tuple[torch.Tensor, Conditions]:
@@ -391,20 +386,11 @@ class _Run:
     def _write_final(self, steps: int, dest: Path | None = None) -> Path:
         """``RUN/final`` (or ``dest``): the diffusers-format LoRA and / or the face adapter, the adapter
         json, the config (and ComfyUI file)."""
-
         dest = dest if dest is not None else self.out / FINAL
-        full = self.acc.get_state_dict(self.model.denoiser) if self.sharded else None  # a collective
-        state = None
-        if self.layers:
-            if full is not None:
-                state = lora_train.lora_from_full_state(full)
-            else:
-                state = lora_train.diffusers_state(self.acc.unwrap_model(self.model.denoiser))
-        face = None
-        if self.cfg.method == "face-adapter":
-            face = final_face_adapter(
-                self.acc.unwrap_model(self.model.denoiser).ipvg_face_adapter, full, steps
-            )
+        denoiser = self.acc.get_state_dict(self.model.denoiser) if self.sharded else None  # a collective
+        state, face = final_states(
+            self.acc.unwrap_model(self.model.denoiser), denoiser, self.cfg, self.layers, steps
+        )
         if self.acc.is_main_process:
             write_final(dest, state, self.cfg, self.layers, self.saved_config, steps, face)
             if dest == self.out / FINAL:

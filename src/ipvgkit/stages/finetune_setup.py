@@ -112,6 +112,35 @@ def final_face_adapter(adapter: Any, full: dict | None, steps: int) -> Any:
     return out
 
 
+def trainable_digest(module: torch.nn.Module) -> str:
+    """sha256 of a module's trainable tensors, by name (what ranks compare after a step)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(lora_train.trainable_state(module).items()):
+        h.update(name.encode())
+        h.update(t.float().numpy().tobytes())
+    return h.hexdigest()
+
+
+def final_states(
+    denoiser: Any, full: dict | None, cfg: FinetuneConfig, layers: Any, steps: int
+) -> tuple[dict | None, Any]:
+    """(diffusers-format LoRA state or None, face adapter or None) of a run's end; ``full`` is the
+    gathered state dict under FSDP/DeepSpeed (None otherwise)."""
+    state = None
+    if layers:
+        state = (
+            lora_train.lora_from_full_state(full)
+            if full is not None
+            else lora_train.diffusers_state(denoiser)
+        )
+    face = (
+        final_face_adapter(denoiser.ipvg_face_adapter, full, steps) if cfg.method == "face-adapter" else None
+    )
+    return state, face
+
+
 def write_final(
     dest: Path,
     state: dict[str, torch.Tensor] | None,

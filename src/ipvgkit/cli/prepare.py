@@ -62,6 +62,15 @@ CacheLatentsOpt = Annotated[bool, opt("--cache-latents", help="Also cache VAE la
 ModelOpt = Annotated[str | None, opt("--model", help="Model for --cache-latents (e.g. tiny-wan).")]
 
 
+def _cache_model(cache_latents: bool, model: str | None) -> str | None:
+    """The model whose latents ``--cache-latents`` caches after preparing (None: no caching)."""
+    if cache_latents and not model:
+        from ipvgkit.errors import UsageError
+
+        raise UsageError("--cache-latents needs --model M (e.g. --model tiny-wan)")
+    return model if cache_latents else None
+
+
 def _run(cli: dict, config_file, overrides, json_out: bool, quiet: bool, cache_model: str | None) -> None:
     from ipvgkit import config
     from ipvgkit.cli.options import config_values
@@ -129,15 +138,11 @@ def vip200k(
     """Prepare VIP-200K (Track 1): one sample per annotated segment."""
     if list_missing is not None:
         return _list_missing(annotations, videos, list_missing, json_out)
-    if cache_latents and not model:
-        from ipvgkit.errors import UsageError
-
-        raise UsageError("--cache-latents needs --model M (e.g. --model tiny-wan)")
     cli = dict(
         source="vip200k", annotations=annotations, videos=videos, out=out, engine=engine, workers=workers,
         ray_address=ray_address, limit=limit, face_backend=face_backend, models_dir=models_dir, overwrite=overwrite,
     )  # fmt: skip
-    _run(cli, config_file, overrides, json_out, quiet, model if cache_latents else None)
+    _run(cli, config_file, overrides, json_out, quiet, _cache_model(cache_latents, model))
 
 
 def _list_missing(annotations, videos, dest: Path, json_out: bool) -> None:
@@ -176,15 +181,11 @@ def reactid(
     quiet: QuietOpt = False,
 ) -> None:
     """Prepare ReactID-Data (Track 2): one sample per clip, with its timeline events in seconds."""
-    if cache_latents and not model:
-        from ipvgkit.errors import UsageError
-
-        raise UsageError("--cache-latents needs --model M (e.g. --model tiny-wan)")
     cli = dict(
         source="reactid", root=root, out=out, engine=engine, workers=workers, ray_address=ray_address,
         limit=limit, face_backend=face_backend, models_dir=models_dir, overwrite=overwrite,
     )  # fmt: skip
-    _run(cli, config_file, overrides, json_out, quiet, model if cache_latents else None)
+    _run(cli, config_file, overrides, json_out, quiet, _cache_model(cache_latents, model))
 
 
 def _cache(data: Path, model: str, models_dir, device: str, overwrite: bool, bar):

@@ -164,3 +164,14 @@ def test_relative_paths_given_to_prepare_still_find_the_videos_from_elsewhere(vi
     monkeypatch.chdir(tmp_path)
     samples = read_manifest(tmp_path / "p")
     assert samples and all(Path(s.video).is_absolute() and Path(s.video).is_file() for s in samples)
+
+
+def test_window_seconds_is_checked_and_reaches_the_source(vip, tmp_path):
+    from ipvgkit.stages.prepare import make_source
+
+    with pytest.raises(ValueError, match="window_seconds must be at least"):
+        SampleSettings(window_seconds=0.5)
+    ann, videos = vip
+    cfg = _cfg(ann, videos, tmp_path / "p")
+    cfg.sample = SampleSettings(buckets=SMALL.buckets, max_frames=33, window_seconds=1.0)
+    assert make_source(cfg).window_seconds == 1.0

@@ -105,7 +105,7 @@ def make_source(cfg: PrepareConfig) -> Source:
     if cfg.source == "vip200k":
         if cfg.annotations is None or cfg.videos is None:
             raise UsageError("prepare vip200k needs --annotations FILE and --videos DIR")
-        return Vip200kSource(cfg.annotations, cfg.videos)
+        return Vip200kSource(cfg.annotations, cfg.videos, window_seconds=cfg.sample.window_seconds)
     if cfg.root is None:
         raise UsageError("prepare reactid needs --root DIR")
     return ReactIdSource(cfg.root)

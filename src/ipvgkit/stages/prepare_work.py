@@ -47,6 +47,9 @@ class SampleSettings:
     ref_margin: float = 0.25
     quality_frames: int = 8
     events_units: EventUnits = "auto"
+    # VIP-200K: cut segments longer than this many seconds into consecutive windows of that length (the
+    # last one keeps the remainder), each its own sample; None: one sample per segment
+    window_seconds: float | None = None
 
     def __post_init__(self) -> None:
         for b in self.buckets:
@@ -58,6 +61,11 @@ class SampleSettings:
                 raise ValueError(f"sample.buckets: {b!r} is not a multiple of 16 in both sides")
         if self.fps <= 0 or self.max_frames < 1:
             raise ValueError("sample.fps and sample.max_frames must be > 0")
+        if self.window_seconds is not None and self.window_seconds < self.min_seconds:
+            raise ValueError(
+                f"sample.window_seconds must be at least sample.min_seconds ({self.min_seconds}), "
+                f"got {self.window_seconds}"
+            )
 
 
 @dataclass

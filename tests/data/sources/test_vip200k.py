@@ -106,3 +106,34 @@ def test_missing_videos_folder_is_an_error(tmp_path):
     ann.write_text("[]")
     with pytest.raises(InputError, match="videos folder not found"):
         Vip200kSource(ann, tmp_path / "nowhere").load()
+
+
+def test_segment_windows_cut_long_segments_and_keep_the_remainder():
+    from ipvgkit.data.sources.vip200k import segment_windows
+
+    assert segment_windows(0, 100, 30.0, None) == [(0, 100)]
+    assert segment_windows(0, 100, 30.0, 1.0) == [(0, 30), (30, 60), (60, 100)]  # last keeps 10 more
+    assert segment_windows(5, 25, 30.0, 1.0) == [(5, 25)]  # shorter than one window: as it is
+
+
+def test_windows_are_samples_with_their_own_ids_and_the_segment_s_reference_rule(tmp_path):
+    long_one = person("v1", 0, 300, 30.0, [(0, 239), (240, 299)], [10, 250])
+    src = _write(tmp_path, [long_one], videos=("v1",))
+    src.window_seconds = 2.0
+    src.load()
+    items = list(src.items())
+    assert [(i.frame_start, i.frame_end) for i in items] == [
+        (0, 60),
+        (60, 120),
+        (120, 180),
+        (180, 240),
+        (240, 300),
+    ]
+    assert len({i.sample_id for i in items}) == 5
+    assert items[1].sample_id == sample_id("vip200k", "v1", 60, 120)
+    assert (items[1].t_start, items[1].t_end) == (2.0, 4.0)
+    assert items[1].segment.endswith("segment 0 window 1") and items[4].segment.endswith("segment 1")
+    # the face at frame 10 is inside segment 0 (not inside window 1): still the segment's own face,
+    # so window 1 prefers the face of segment 1 (no copy-paste from its own segment)
+    assert [r.same_segment for r in items[1].refs] == [False, True]
+    assert items[1].refs[0].t == pytest.approx(250 / 30)

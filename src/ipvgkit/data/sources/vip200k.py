@@ -103,15 +103,27 @@ def segment_range(seg: dict) -> tuple[int, int, float]:
     return start, stop, float(beg["framerate"])
 
 
+def segment_windows(start: int, stop: int, fps: float, window_seconds: float | None) -> list[tuple[int, int]]:
+    """``[start, stop)`` cut into consecutive windows of ``window_seconds`` (frames at ``fps``), the last
+    one keeping the remainder; the whole range when ``window_seconds`` is None or the range is shorter."""
+    if window_seconds is None:
+        return [(start, stop)]
+    size = max(1, int(round(window_seconds * fps)))
+    n = max(1, (stop - start) // size)
+    edges = [start + k * size for k in range(n)] + [stop]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
 class Vip200kSource:
     """``annotations``: the VIP-200K JSON list; ``videos``: the folder of ``<id>.mp4|.mkv|.webm``."""
 
     name = NAME
 
-    def __init__(self, annotations: Path, videos: Path):
+    def __init__(self, annotations: Path, videos: Path, window_seconds: float | None = None):
         # absolute: the manifest is read from other folders (finetune resolves paths against PREP)
         self.annotations, self.videos = Path(annotations).absolute(), Path(videos).absolute()
         self.entries: list[dict] = []
+        self.window_seconds = window_seconds
 
     def load(self) -> None:
         if not self.annotations.is_file():
@@ -137,18 +149,36 @@ class Vip200kSource:
         for i, entry in enumerate(self.entries):
             ident = identity_id(entry)
             for j, seg in enumerate(entry["segments"]):
-                yield self._segment(entry, ident, f"person {i} segment {j}", seg)
+                yield from self._segment(entry, ident, f"person {i} segment {j}", seg)
 
-    def _segment(self, entry: dict, ident: str, where: str, seg: dict) -> SampleSpec | Reject:
+    def _segment(self, entry: dict, ident: str, where: str, seg: dict) -> Iterator[SampleSpec | Reject]:
         start, stop, fps = segment_range(seg)
+        problem = self._segment_problem(seg, start, stop, where)
+        if problem is not None:
+            yield problem
+            return
+        windows = segment_windows(start, stop, fps, self.window_seconds)
+        for k, (w0, w1) in enumerate(windows):
+            label = f"{where} window {k}" if len(windows) > 1 else where
+            yield self._window(entry, ident, label, seg, (start, stop), (w0, w1), fps)
+
+    def _segment_problem(self, seg: dict, start: int, stop: int, where: str) -> Reject | None:
         sid = sample_id(NAME, seg["id"], start, stop)
         if stop <= start:
             return Reject(seg["id"], sid, "empty-range", f"frames {start}->{stop} after clamping", where)
-        video = self._video(seg["id"])
-        if video is None:
+        if self._video(seg["id"]) is None:
             return Reject(seg["id"], sid, "missing-video", f"no {seg['id']}.mp4|.mkv|.webm", where)
         if not seg["caption"].strip():
             return Reject(seg["id"], sid, "empty-caption", "the segment's caption is empty", where)
+        return None
+
+    def _window(
+        self, entry: dict, ident: str, where: str, seg: dict, seg_range: tuple[int, int],
+        window: tuple[int, int], fps: float,
+    ) -> SampleSpec:  # fmt: skip
+        """One sample: frames ``window`` of the segment; faces inside the *segment* count as its own."""
+        (start, stop), (w0, w1) = seg_range, window
+        video = self._video(seg["id"])
         inside, outside = [], []
         for f in entry["faces"]:
             fb = f["clip"]["beg"]
@@ -160,8 +190,9 @@ class Vip200kSource:
             ref = RefFace(str(fvideo), frame / float(fb["framerate"]), tuple(f["xyxy_norm"]), same)
             (inside if same else outside).append(ref)
         return SampleSpec(
-            sample_id=sid, source=NAME, identity_id=ident, video_id=seg["id"], video=str(video),
-            frame_start=start, frame_end=stop, fps=fps, t_start=start / fps, t_end=stop / fps,
+            sample_id=sample_id(NAME, seg["id"], w0, w1), source=NAME, identity_id=ident,
+            video_id=seg["id"], video=str(video), frame_start=w0, frame_end=w1, fps=fps,
+            t_start=w0 / fps, t_end=w1 / fps,
             caption=seg["caption"].strip(), face_box=inside[0].xyxy_norm if inside else None,
             refs=outside + inside, segment=where,
         )  # fmt: skip

@@ -25,6 +25,9 @@ LR_SCHEDULES = ("constant", "constant_with_warmup", "linear", "cosine")
 DECAYING = ("linear", "cosine")  # schedules whose lr depends on the planned number of steps
 Export = Literal["comfy"]
 EXPORTS = ("comfy",)
+# how the frozen base weights of the transformer are stored (docs/finetune.md, memory levers)
+Quantize = Literal["none", "int8", "fp8"]
+QUANTIZES = ("none", "int8", "fp8")
 
 # keys that may change between a run and its resume (everything else must be equal)
 RESUMABLE_CHANGES = (
@@ -36,6 +39,7 @@ RESUMABLE_CHANGES = (
     "overwrite",
     "models_dir",
     "validation",
+    "memory.block_swap",  # where the frozen weights rest does not change a single number
 )
 
 
@@ -97,6 +101,20 @@ class OptimSettings:
 
 
 @dataclass
+class MemorySettings:
+    """Memory levers for big base models (docs/finetune.md): ``block_swap`` N: the frozen weights of
+    N transformer blocks rest in CPU memory and visit the GPU for their forward (and the backward's
+    recomputation); ``quantize``: the frozen base linear weights stored as int8 / fp8 (torchao)."""
+
+    block_swap: int = 0
+    quantize: Quantize = "none"
+
+    def __post_init__(self) -> None:
+        if self.block_swap < 0:
+            raise ValueError(f"memory.block_swap must be >= 0, got {self.block_swap}")
+
+
+@dataclass
 class FinetuneConfig:
     """One training run (docs/finetune.md)."""
 
@@ -129,6 +147,7 @@ class FinetuneConfig:
     optim: OptimSettings = field(default_factory=OptimSettings)
     validation: ValidationSettings = field(default_factory=ValidationSettings)
     flow: FlowMatchConfig = field(default_factory=FlowMatchConfig)
+    memory: MemorySettings = field(default_factory=MemorySettings)
 
     def __post_init__(self) -> None:
         if self.frames < 1 or (self.frames - 1) % 4:

@@ -124,6 +124,14 @@ class WanTraining:
     def face_adapter(self) -> Any:
         return getattr(self.transformer, "ipvg_face_adapter", None)
 
+    def quantize_frozen(self, kind: str) -> str:
+        """Store the transformer's frozen block linears (the LoRA base layers too) as ``kind`` (int8 /
+        fp8, :mod:`ipvgkit.models.quantize`); call after the LoRA / face adapter are attached. Returns
+        the run note: how many weights, their bytes before and after."""
+        from ipvgkit.models.quantize import quantize_frozen
+
+        return quantize_frozen(self.transformer, kind, self.device).note()
+
     def enable_gradient_checkpointing(self) -> None:
         self.transformer.enable_gradient_checkpointing()
 

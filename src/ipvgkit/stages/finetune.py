@@ -28,6 +28,7 @@ import torch
 from ipvgkit import __version__, config
 from ipvgkit.errors import UsageError
 from ipvgkit.models import lora_train
+from ipvgkit.models.quantize import check_supported as check_quantize
 from ipvgkit.models.training import Conditions, flow_loss, sample_sigmas
 from ipvgkit.progress import Progress, ensure
 from ipvgkit.stages import finetune_ckpt as ck
@@ -92,6 +93,7 @@ class _Run:
             raise UsageError(
                 "under DeepSpeed set gradient_accumulation_steps in its config and keep grad_accum 1"
             )
+        check_quantize(cfg.memory.quantize, self.acc.device, self.sharded)  # before any weight loads
         self.model = self._load_model(dtype)
         set_seed(cfg.seed)  # the LoRA's initial A matrices (and the face adapter's weights)
         self.layers: list[str] = []
@@ -108,6 +110,8 @@ class _Run:
                 f"face adapter: {self.data.face_dim}-d face embeddings -> {fa.num_tokens} tokens"
                 + (" + LoRA" if self.layers else " (no LoRA: face_adapter.lora=false)")
             )
+        if cfg.memory.quantize != "none":  # the frozen base weights as int8 / fp8 (memory levers)
+            self.notes.append(self.model.quantize_frozen(cfg.memory.quantize))
         if cfg.gradient_checkpointing:
             self.model.enable_gradient_checkpointing()
         self.model.trainable().train()

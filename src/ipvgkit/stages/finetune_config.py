@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ipvgkit.models.quantize import QUANTIZES, Quantize  # noqa: F401 (re-exported: the config's choices)
 from ipvgkit.models.training import DEFAULT_LORA_TARGETS, FlowMatchConfig
 from ipvgkit.stages.finetune_val import ValidationSettings
 
@@ -25,9 +26,8 @@ LR_SCHEDULES = ("constant", "constant_with_warmup", "linear", "cosine")
 DECAYING = ("linear", "cosine")  # schedules whose lr depends on the planned number of steps
 Export = Literal["comfy"]
 EXPORTS = ("comfy",)
-# how the frozen base weights of the transformer are stored (docs/finetune.md, memory levers)
-Quantize = Literal["none", "int8", "fp8"]
-QUANTIZES = ("none", "int8", "fp8")
+# how the frozen base weights of the transformer are stored (docs/finetune.md, memory levers):
+# Quantize / QUANTIZES are declared beside the code that applies them (ipvgkit.models.quantize)
 
 # keys that may change between a run and its resume (everything else must be equal)
 RESUMABLE_CHANGES = (

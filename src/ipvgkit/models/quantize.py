@@ -135,5 +135,11 @@ def quantize_frozen(module: torch.nn.Module, kind: str, device: torch.device) ->
     )
     ids = {id(lookup[n]) for n in names}
     tq.quantize_(module, config, filter_fn=lambda m, _fqn: id(m) in ids)
+    # DDP broadcasts every parameter from rank 0 when it wraps the module, which torchao's tensors do
+    # not support; every rank loaded and quantised the same frozen weights, so they need no broadcast
+    ignore = list(getattr(module, "_ddp_params_and_buffers_to_ignore", []))
+    torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+        module, ignore + [f"{n}.weight" for n in sorted(names)]
+    )
     after = sum(weight_bytes(lookup[n].weight) for n in names)
     return QuantReport(kind, len(names), before, after)

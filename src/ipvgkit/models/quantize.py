@@ -19,11 +19,12 @@ backward pass computes the input gradient through the quantised weight and the L
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
-
-import torch
+from typing import TYPE_CHECKING, Any, Literal
 
 from ipvgkit.errors import MissingDependencyError, UsageError
+
+if TYPE_CHECKING:  # torch is imported where it is used: the CLI's --help (config choices) must not
+    import torch
 
 Quantize = Literal["none", "int8", "fp8"]
 QUANTIZES = ("none", "int8", "fp8")
@@ -78,6 +79,8 @@ def check_supported(kind: str, device: torch.device, sharded: bool = False) -> N
             "plain tensors, not torchao's quantised ones"
         )
     if kind == "fp8":
+        import torch
+
         need = ".".join(map(str, FP8_MIN_CAPABILITY))
         if device.type != "cuda":
             raise UsageError(
@@ -97,6 +100,8 @@ def quantizable(module: torch.nn.Module) -> list[str]:
     """The linears whose weights :func:`quantize_frozen` quantises (the rule of the module docstring):
     every ``nn.Linear`` under ``blocks.`` with no trainable parameter (LoRA A/B and the face adapter's
     layers are trainable; peft's LoRA wrapper is no ``nn.Linear``, its frozen ``base_layer`` is)."""
+    import torch
+
     return [
         name
         for name, m in module.named_modules()
@@ -109,6 +114,8 @@ def quantizable(module: torch.nn.Module) -> list[str]:
 def weight_bytes(t: torch.Tensor) -> int:
     """Storage bytes of a weight: a plain tensor's, or the sum of a torchao tensor's inner tensors
     (quantised data + scales)."""
+    import torch
+
     flatten = getattr(type(t), "__tensor_flatten__", None)
     if flatten is not None and type(t) is not torch.Tensor and type(t) is not torch.nn.Parameter:
         names, _ = t.__tensor_flatten__()
@@ -119,6 +126,8 @@ def weight_bytes(t: torch.Tensor) -> int:
 def quantize_frozen(module: torch.nn.Module, kind: str, device: torch.device) -> QuantReport:
     """Quantise the weights of :func:`quantizable` in place (torchao ``quantize_``); call after the
     LoRA and face adapter are attached, with the module on ``device``."""
+    import torch
+
     check_supported(kind, device)
     if kind == "none":
         return QuantReport(kind, 0, 0, 0)

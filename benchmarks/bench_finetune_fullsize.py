@@ -152,33 +152,39 @@ def peak_tflops(device_name: str | None, override: float | None) -> tuple[float 
     return None, f"unknown device {device_name!r}: pass --peak-tflops"
 
 
-def write_model(folder: Path, tcfg: dict, method: str, device: str) -> float:
-    """The diffusers folder of a random-weight Wan2.1 T2V model (module docstring); seconds it took."""
+def write_model(folder: Path, tcfg: dict, vae: bool, device: str) -> float | None:
+    """The diffusers folder of a random-weight Wan2.1 T2V model (module docstring), or the parts of it
+    that are missing (``model_index.json`` is written last); seconds it took, None if it was complete."""
     import diffusers
     import torch
-    from diffusers import UniPCMultistepScheduler, WanTransformer3DModel
 
+    complete = (folder / "model_index.json").is_file()
+    if complete and (not vae or (folder / "vae" / "config.json").is_file()):
+        return None
     t0 = time.perf_counter()
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    level = diffusers.utils.logging.get_verbosity()
-    diffusers.utils.logging.set_verbosity_error()  # the fp32 modules are upcast again by from_pretrained
-    with torch.device(device):
-        model = WanTransformer3DModel(**tcfg).to(torch.bfloat16)
-    diffusers.utils.logging.set_verbosity(level)
-    model.save_pretrained(folder / "transformer")
-    del model
-    UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=FLOW_SHIFT,
-                            ).save_pretrained(folder / "scheduler")  # fmt: skip
+    if not complete:
+        from diffusers import UniPCMultistepScheduler, WanTransformer3DModel
+
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        level = diffusers.utils.logging.get_verbosity()
+        diffusers.utils.logging.set_verbosity_error()  # from_pretrained upcasts the fp32 modules again
+        with torch.device(device):
+            model = WanTransformer3DModel(**tcfg).to(torch.bfloat16)
+        diffusers.utils.logging.set_verbosity(level)
+        model.save_pretrained(folder / "transformer")
+        del model
+        UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
+                                flow_shift=FLOW_SHIFT).save_pretrained(folder / "scheduler")  # fmt: skip
+    if vae:  # reference-concat VAE-encodes the references every step: Wan2.1's VAE (its defaults)
+        from diffusers import AutoencoderKLWan
+
+        AutoencoderKLWan().save_pretrained(folder / "vae")
     index = {"_class_name": "WanPipeline", "_diffusers_version": diffusers.__version__,
              "transformer": ["diffusers", "WanTransformer3DModel"],
              "scheduler": ["diffusers", "UniPCMultistepScheduler"],
              "vae": ["diffusers", "AutoencoderKLWan"], "text_encoder": ["transformers", "UMT5EncoderModel"],
              "tokenizer": ["transformers", "T5TokenizerFast"]}  # fmt: skip
-    if method == "reference-concat":  # references are VAE-encoded every step: Wan2.1's VAE (its defaults)
-        from diffusers import AutoencoderKLWan
-
-        AutoencoderKLWan().save_pretrained(folder / "vae")
     (folder / "model_index.json").write_text(json.dumps(index, indent=2))
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
@@ -246,12 +252,13 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
     cuda = torch.cuda.is_available()
     tcfg = transformer_config(args.layers)
     model = Path(args.model_dir) if args.model_dir else work / "model"
-    built = None
-    if not (model / "model_index.json").is_file() or (
-        args.method == "reference-concat" and not (model / "vae").is_dir()
-    ):
-        built = write_model(model, tcfg, args.method, "cuda" if cuda else "cpu")
-    tcfg = json.loads((model / "transformer" / "config.json").read_text())
+    built = write_model(model, tcfg, args.method == "reference-concat", "cuda" if cuda else "cpu")
+    saved = json.loads((model / "transformer" / "config.json").read_text())
+    diff = [k for k in tcfg if k not in ("patch_size",) and saved.get(k) != tcfg[k]]
+    if diff or list(saved["patch_size"]) != list(tcfg["patch_size"]):
+        raise ValueError(
+            f"{model} holds another transformer config ({diff or ['patch_size']}): use another --model-dir"
+        )
     cfg = finetune_config(args, work / "prep", model, work / "run")
     write_data(work / "prep", str(model), cfg, tcfg, args.samples)
     if cuda:

@@ -9,8 +9,10 @@ key of that folder, so the run loads neither T5 nor (with ``--method none``) the
 :func:`ipvgkit.stages.finetune.finetune` in this process: the trainer's own data loading, LoRA
 injection (:func:`ipvgkit.models.lora_train.inject_lora`), ``WanTraining.predict`` (the generation
 loop's transformer call) and ``flow_loss``, AdamW, accelerate's bf16 autocast, gradient checkpointing.
-Any other config key goes to the trainer as ``--set key=value`` (e.g. ``--set memory.block_swap=10``);
-the trainer's notes are part of the output, so whether a lever took effect is written down.
+``--block-swap N`` / ``--quantize int8|fp8`` set the config's ``memory.block_swap`` / ``memory.quantize``
+and any other config key goes to the trainer as ``--set key=value``; the trainer's notes are part of
+the output (and ``memory_levers_noted`` says whether they mention a lever that was set), so whether a
+lever took effect is written down.
 Speed does not depend on the weight values, so random weights time exactly what real ones would.
 
 s/step is the median of the trainer's ``s_per_step`` (``metrics.jsonl``) after ``--warmup`` steps;
@@ -239,6 +241,8 @@ def finetune_config(args: argparse.Namespace, data: Path, model: Path, out: Path
            "gradient_checkpointing": not args.no_gradient_checkpointing, "checkpoint_every": 10**9,
            "lora": {"rank": args.rank, "alpha": float(args.rank)}, "flow": {"flow_shift": FLOW_SHIFT},
            "optim": {"optimizer": "adamw"}}  # fmt: skip
+    memory = {"block_swap": args.block_swap, "quantize": args.quantize}
+    cli["memory"] = {k: v for k, v in memory.items() if v is not None}
     return config.resolve(FinetuneConfig, cli=cli, overrides=args.set)
 
 
@@ -314,6 +318,8 @@ def _params(model: Path) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from ipvgkit.stages.finetune_config import QUANTIZES
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=81)
     ap.add_argument("--height", type=int, default=480)
@@ -326,6 +332,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--method", choices=METHODS, default="none")
     ap.add_argument("--mixed-precision", choices=("bf16", "fp16", "no"), default="bf16")
     ap.add_argument("--no-gradient-checkpointing", action="store_true")
+    ap.add_argument("--block-swap", type=int, default=None, metavar="N", help="config memory.block_swap")
+    ap.add_argument("--quantize", choices=QUANTIZES, default=None, help="config memory.quantize")
     ap.add_argument("--peak-tflops", type=float, default=None, help="peak dense bf16 TFLOP/s of the GPU")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE", help="any finetune config key (repeat)")
     ap.add_argument("--model-dir", default=None, help="reuse (or write) the random-weight model folder here")

@@ -63,8 +63,8 @@ row ckpt 200 --steps 10 --warmup 2
 row refconcat 120 --method reference-concat --steps 6 --warmup 2
 row nockpt 120 --no-gradient-checkpointing --steps 5 --warmup 2
 uses() { grep -rl "$1" src/ipvgkit --include=*.py | grep -v finetune_config.py | grep -q .; }
-uses "block_swap" && row blockswap10 120 --steps 6 --warmup 2 --set memory.block_swap=10
-uses "quantize" && row quantize-fp8 120 --steps 6 --warmup 2 --set memory.quantize=fp8
+uses "block_swap" && row blockswap10 120 --steps 6 --warmup 2 --block-swap 10
+uses "quantize" && row quantize-fp8 120 --steps 6 --warmup 2 --quantize fp8
 
 python3 - "$OUT/results.json" "${ROWS[@]}" <<'EOF' 2>&1 | tee -a "$LOG"
 import json, sys

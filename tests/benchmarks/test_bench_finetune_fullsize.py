@@ -136,6 +136,7 @@ def test_script_runs_at_cpu_size(tmp_path):
     want = b.forward_flops(b.transformer_config(1), 8, 512, 32, TARGETS)
     assert res["flops"] == want
     assert res["set"] == ["optim.lr=2e-4"]
+    assert res["memory_levers"] == {} and res["memory_levers_noted"] is None
     # a given peak gives MFU and HFU from the same s/step and FLOPs
     r2, res2 = _run(tmp_path, "--peak-tflops", "1.0", "--no-gradient-checkpointing")
     assert r2.returncode == 0, r2.stderr[-2000:]
@@ -149,3 +150,21 @@ def test_script_reports_a_failure_as_json(tmp_path):
     r, res = _run(tmp_path, "--set", "lora.targets=[no_such_layer]")
     assert r.returncode == 1
     assert "no_such_layer" in res["error"] and "matches no linear layer" in res["error"]
+
+
+def test_options_and_set_build_the_trainer_config(tmp_path):
+    """The memory levers are the trainer's own config keys; ``--set`` wins over the script's options."""
+    b = _bench()
+    args = b.parse_args(["--block-swap", "3", "--quantize", "fp8", "--rank", "8", "--set", "memory.quantize=int8",
+                         "--set", "optim.lr=3e-4"])  # fmt: skip
+    cfg = b.finetune_config(args, tmp_path / "prep", tmp_path / "model", tmp_path / "run")
+    assert (cfg.memory.block_swap, cfg.memory.quantize) == (3, "int8")
+    assert (cfg.lora.rank, cfg.lora.alpha, cfg.optim.lr, cfg.optim.optimizer) == (8, 8.0, 3e-4, "adamw")
+    assert cfg.gradient_checkpointing and cfg.mixed_precision == "bf16" and cfg.method == "none"
+    assert (cfg.frames, cfg.height, cfg.width) == (81, 480, 832)
+    plain = b.finetune_config(b.parse_args([]), tmp_path / "p", tmp_path / "m", tmp_path / "r")
+    assert (plain.memory.block_swap, plain.memory.quantize) == (0, "none")  # the trainer's defaults
+    with pytest.raises(SystemExit):
+        b.parse_args(["--quantize", "int4"])
+    with pytest.raises(SystemExit):
+        b.parse_args(["--steps", "2", "--warmup", "2"])

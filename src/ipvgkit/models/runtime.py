@@ -88,3 +88,40 @@ def apply_speed_options(pipe: Any, options: ModelOptions) -> dict:
                 module.compile()  # nn.Module.compile: torch.compile in place, the component stays the same
         applied["compile"] = True
     return applied
+
+
+GIVEN = ("transformer", "vae", "text_encoder", "tokenizer")  # components a caller may give a backend
+
+
+def check_given(options: ModelOptions, given: dict) -> None:
+    """``UsageError`` for a component a backend cannot be given, or an option that would change a given
+    transformer for its owner (``WanBackend.with_components``)."""
+    unknown = sorted(set(given) - set(GIVEN))
+    if unknown:
+        raise UsageError(f"unknown component(s) {', '.join(unknown)}; give {', '.join(GIVEN)}")
+    if given.get("transformer") is None:
+        return
+    refused = [
+        name
+        for name, on in (
+            ("offload", options.offload != "none"),
+            ("cache", options.cache != "none"),
+            ("compile", options.compile),
+            ("lora_fuse", options.lora_fuse),
+            ("lora_scale", options.lora_scale != 1.0),
+        )
+        if on
+    ]
+    if refused:
+        raise UsageError(f"a given transformer is used as it is: {', '.join(refused)} not available")
+
+
+def signature(modules: dict[str, Any]) -> list[tuple]:
+    """Every parameter and buffer of ``modules``: (component, name, identity, dtype, device); equal
+    before and after loading a pipeline around them when nothing cast, moved or replaced them."""
+    out = []
+    for key, module in sorted(modules.items()):
+        if hasattr(module, "named_parameters"):
+            tensors = [*module.named_parameters(), *module.named_buffers()]
+            out += [(key, n, id(t), t.dtype, t.device) for n, t in tensors]
+    return out

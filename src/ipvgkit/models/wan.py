@@ -193,7 +193,9 @@ class WanBackend:
         prompts.place_text_encoder(pipe, self.options.text_encoder)
         self._applied = runtime.apply_speed_options(pipe, self.options)
         if runtime.signature(self.given) != before:
-            raise RuntimeError("loading the pipeline changed a given component's parameters (dtype or device)")
+            raise RuntimeError(
+                "loading the pipeline changed a given component's parameters (dtype or device)"
+            )
         if self.context_parallel[0] > 1:
             if "transformer" in self.given:
                 raise UsageError("context parallelism splits the transformer: not with a given one")

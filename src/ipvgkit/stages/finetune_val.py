@@ -101,7 +101,9 @@ class Validator:
         cfg = self.cfg
         lora = [weights] if (weights / LORA_WEIGHT_NAME).is_file() else []
         face = weights if cfg.method == "face-adapter" else None
-        dtype = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.model.weight_dtype]
+        dtype = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[
+            self.model.weight_dtype
+        ]
         own_text = "text_encoder" in self.shared or self.device == "cpu"
         return ModelOptions(
             model=cfg.model, models_dir=cfg.models_dir, lora=lora, adapter=face, identity=cfg.method,

@@ -215,6 +215,9 @@ def test_validator_keeps_the_training_tensors(tmp_path):
         assert pipe.transformer is model.transformer and pipe.vae is model.vae
         texts.append(pipe.text_encoder)
     assert texts[0] is texts[1] and validator.loaded == ["text_encoder", "tokenizer"]
+    # on a GPU a text encoder the training did not load waits on the CPU between encodings
+    assert validator.options(weights).text_encoder == "device"
+    assert fv.Validator(model, cfg, "cuda").options(weights).text_encoder == "offload"
     assert "loaded for validation (once, kept for the run): text_encoder, tokenizer" in validator.note
     for n, p in tr.named_parameters():
         obj, dtype, ptr, grad, value = params[n]
@@ -235,7 +238,7 @@ def test_a_given_transformer_is_used_as_it_is(tmp_path):
     for bad in (dict(compile=True), dict(offload="model"), dict(lora_fuse=True), dict(cache="first-block"),
                 dict(lora_scale=0.5)):  # fmt: skip
         options = ModelOptions(model="tiny-wan", device="cpu", **bad)
-        with pytest.raises(UsageError, match="used as it is"):
+        with pytest.raises(UsageError, match="not available"):
             WanBackend.with_components(options, resolved, transformer=torch.nn.Linear(1, 1))
     with pytest.raises(UsageError, match="unknown component"):
         WanBackend.with_components(ModelOptions(model="tiny-wan", device="cpu"), resolved, scheduler=None)

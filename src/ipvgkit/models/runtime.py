@@ -70,6 +70,17 @@ def place_pipeline(pipe: Any, options: ModelOptions, device: str) -> str:
     return f"{device} (offload={options.offload})"
 
 
+def place_others(pipe: Any, keep: set[str], device: str) -> str:
+    """Move the pipeline's components not named in ``keep`` to ``device`` (the given ones stay where
+    their owner keeps them). Returns the placement."""
+    import torch
+
+    for name, module in pipe.components.items():
+        if name not in keep and isinstance(module, torch.nn.Module):
+            module.to(device)
+    return f"{device} ({', '.join(sorted(keep))} left where they are)"
+
+
 def apply_speed_options(pipe: Any, options: ModelOptions) -> dict:
     """Apply VAE tiling, a diffusers cache hook and ``torch.compile``; returns what was applied."""
     applied: dict = {}
@@ -99,12 +110,13 @@ def check_given(options: ModelOptions, given: dict) -> None:
     unknown = sorted(set(given) - set(GIVEN))
     if unknown:
         raise UsageError(f"unknown component(s) {', '.join(unknown)}; give {', '.join(GIVEN)}")
+    if options.offload != "none" and any(v is not None for v in given.values()):
+        raise UsageError("given components stay where they are: offload not available")
     if given.get("transformer") is None:
         return
     refused = [
         name
         for name, on in (
-            ("offload", options.offload != "none"),
             ("cache", options.cache != "none"),
             ("compile", options.compile),
             ("lora_fuse", options.lora_fuse),

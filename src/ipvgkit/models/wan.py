@@ -79,10 +79,10 @@ class WanBackend:
         ``text_encoder``, ``tokenizer``) as they are, e.g. a training run's live transformer: only the
         others are read from ``resolved.folder``. Nothing is done to a given component that would change
         it for its owner: it is not cast (loading and placement keep every given parameter's dtype and
-        device, checked), so offload, a cache hook, ``compile`` and ``lora_fuse`` are refused; the LoRAs
-        of ``options.lora`` are already in the given transformer (recorded, not loaded again, so scale 1);
-        a face adapter of ``options.adapter`` uses the transformer's own ``ipvg_face_adapter`` module
-        when it has one (the folder gives its config)."""
+        device, checked; they stay where they are), so offload, a cache hook, ``compile`` and
+        ``lora_fuse`` are refused; the LoRAs of ``options.lora`` are already in the given transformer
+        (recorded, not loaded again, so scale 1); a face adapter of ``options.adapter`` uses the
+        transformer's own ``ipvg_face_adapter`` module when it has one (the folder gives its config)."""
         runtime.check_given(options, given)
         backend = cls(options, resolved)
         backend.given = {k: v for k, v in given.items() if v is not None}
@@ -189,7 +189,15 @@ class WanBackend:
         pipe.set_progress_bar_config(disable=True)
         if "transformer" not in self.given:  # a given transformer holds its LoRAs already
             lora.load_loras(pipe, self.loras, self.options.lora_scale, fuse=self.options.lora_fuse)
-        self._placement = runtime.place_pipeline(pipe, self.options, self.device)
+        if self.given:  # a text encoder kept off the device is not moved there first
+            off = (
+                {"text_encoder"}
+                if self.options.text_encoder != prompts.TextEncoderPlacement.device
+                else set()
+            )
+            self._placement = runtime.place_others(pipe, set(self.given) | off, self.device)
+        else:
+            self._placement = runtime.place_pipeline(pipe, self.options, self.device)
         prompts.place_text_encoder(pipe, self.options.text_encoder)
         self._applied = runtime.apply_speed_options(pipe, self.options)
         if runtime.signature(self.given) != before:

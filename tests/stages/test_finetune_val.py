@@ -277,3 +277,40 @@ def test_face_adapter_validation_uses_the_live_adapter(tmp_path):
     disk = generate_from_disk(cases, tmp_path / "disk", models, weights, "face-adapter", adapter=True)
     assert live == disk and live
     assert generate_from_disk(cases, tmp_path / "plain", models, weights, "none") != live
+
+
+@pytest.mark.slow
+def test_validation_under_two_ranks(tmp_path):
+    """DDP (gloo, torchrun, 2 CPU ranks): rank 0 validates with the unwrapped live transformer while
+    rank 1 waits; both ranks still hold identical LoRA weights after it, and the validation video is
+    the one ``ipvg generate`` makes from the written weights."""
+    import os
+    import subprocess
+    import sys
+
+    from ipvgkit.stages import finetune_ckpt as ck
+
+    from .test_finetune_ddp import ROOT, _free_port
+
+    prep = make_prep(tmp_path / "prep", n=4)
+    cases = write_testset_b(tmp_path / "ts", n=1)
+    models = tmp_path / "models"
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+           "-m", "ipvgkit", "finetune", "--data", str(prep), "--model", "tiny-wan", "--out", str(out),
+           "--max-steps", "4", "--frames", "9", "--height", "32", "--width", "32", "--device", "cpu", "--quiet",
+           "--models-dir", str(models), "--set", "checkpoint_every=2", "--set", "lora.rank=4",
+           "--set", "optim.lr=0.05", "--set", "validation.every=2", "--set", f"validation.cases={cases}",
+           "--set", "validation.steps=2"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "validation generates with the training transformer itself" in r.stderr
+    for step, path in ck.list_checkpoints(out):
+        digests = json.loads((path / ck.STATE_FILE).read_text())["adapter_sha256_per_rank"]
+        assert len(digests) == 2 and digests[0] == digests[1], step
+    assert [row["step"] for row in fv.read_rows(out)] == [2, 4]
+    here = fv.step_dir(out, 4)
+    torch.set_num_threads(1)  # the ranks' OMP_NUM_THREADS
+    disk = generate_from_disk(cases, tmp_path / "disk", models, here / "weights", "reference-concat")
+    assert disk == frames_of(here / "videos") and disk

@@ -115,3 +115,20 @@ def test_two_ddp_ranks_train_int8_to_identical_loras(tmp_path):
     assert (out / "final" / "pytorch_lora_weights.safetensors").is_file()
     for noise in ("Failed to load", "register_constant", "Unable to import `torchao`"):
         assert noise not in r.stderr + r.stdout, noise
+
+
+def test_validation_generates_with_the_quantised_live_model(prep, models_dir, tmp_path):
+    """Validation generates with the training transformer itself, its block weights int8."""
+    from ipvgkit.stages import finetune_val as fv
+    from ipvgkit.stages.finetune_val import ValidationSettings
+
+    from .test_generate import write_testset_b
+
+    cases = write_testset_b(tmp_path / "ts", n=1)
+    val = ValidationSettings(every=2, cases=cases, metrics=["motion_amplitude"], steps=2)
+    run = tmp_path / "run"
+    finetune(cfg(prep, run, models_dir, max_steps=2, memory=MemorySettings(quantize="int8"), validation=val))
+    rows = fv.read_rows(run)
+    assert [(r["step"], r["cases"], r["ok"]) for r in rows] == [(2, 1, 1)]
+    assert (fv.step_dir(run, 2) / "videos" / "1.mp4").is_file()
+    assert len(losses(run)) == 2 and all(math.isfinite(x) for x in losses(run))

@@ -55,8 +55,7 @@ class _Resting:
                 for key, t in list(store.items()):
                     if t is None or t.requires_grad:
                         continue  # trainable: stays on the device, same object
-                    cpu = t.detach().to("cpu", copy=True)
-                    cpu = cpu.pin_memory() if pin else cpu
+                    cpu = torch.empty(t.shape, dtype=t.dtype, device="cpu", pin_memory=pin).copy_(t.detach())
                     if kind == "_parameters":
                         cpu = torch.nn.Parameter(cpu, requires_grad=False)
                     store[key] = cpu
@@ -137,12 +136,19 @@ class BlockSwap:
         where = "pinned CPU memory" if self.device.type == "cuda" else "CPU memory"
         text = (
             f"block swap: the frozen weights of {len(self.indices)} of {self.num_blocks} blocks "
-            f"({self.nbytes / 2**20:.1f} MiB) rest in {where} and are copied to {self.device} for each "
+            f"({_size(self.nbytes)}) rest in {where} and are copied to {self.device} for each "
             "forward and recomputation"
         )
         if self.device.type == "cpu":
             text += " (a CPU run: CPU-to-CPU copies, nothing is saved)"
         return text
+
+
+def _size(nbytes: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.2f} {unit}"
+    return f"{nbytes} B"
 
 
 def enable(transformer: torch.nn.Module, n: int, device: str | torch.device) -> BlockSwap:

@@ -109,3 +109,27 @@ def test_remove_puts_the_weights_back_for_good(models_dir):
     assert not w.requires_grad and isinstance(w, torch.nn.Parameter)
     assert torch.equal(step(plain)[0], step(model)[0])
     assert model.transformer.blocks[1].attn1.to_q.base_layer.weight is w  # no hooks left
+
+
+def test_quantised_frozen_weights_are_swapped_as_they_are(models_dir):
+    """torchao int8 base weights (memory.quantize's kind of tensor subclass) rest and visit quantised,
+    with the same loss and gradients as without swap."""
+    tq = pytest.importorskip("torchao.quantization")
+
+    def quantised() -> WanTraining:
+        model = trained(models_dir)
+        tq.quantize_(
+            model.transformer.blocks,
+            tq.Int8WeightOnlyConfig(),
+            filter_fn=lambda m, fqn: fqn.endswith("base_layer"),
+        )
+        return model
+
+    plain, swapped = quantised(), quantised()
+    w = swapped.transformer.blocks[1].attn1.to_q.base_layer.weight
+    assert type(w) is not torch.nn.Parameter and w.dtype == torch.float32  # a subclass (int8 inside)
+    swapped.enable_block_swap(2)
+    la, ga = step(plain)
+    lb, gb = step(swapped)
+    assert torch.equal(la, lb) and all(torch.equal(ga[k], gb[k]) for k in ga)
+    assert type(swapped.transformer.blocks[1].attn1.to_q.base_layer.weight) is type(w)

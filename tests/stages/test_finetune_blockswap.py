@@ -53,7 +53,7 @@ def test_block_swap_trains_bitwise_like_without_it(models_dir, tmp_path, method)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     logs = [e[1] for e in rec.events if e[0] == "log"]  # 2 blocks of 6680 frozen fp32 parameters
     assert any(
-        "block swap: the frozen weights of 2 of 2 blocks (53.44 kB) rest in CPU memory" in m
+        "block swap: the frozen weights of the last 2 of 2 blocks (53.44 kB) rest in CPU memory" in m
         and "nothing is saved" in m
         for m in logs
     )

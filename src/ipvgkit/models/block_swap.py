@@ -31,17 +31,22 @@ import torch
 
 from ipvgkit.errors import UsageError
 
-# which blocks are swapped: the last N of the model's blocks
-SWAPPED = "last"
-
 
 def swapped_indices(num_blocks: int, n: int) -> list[int]:
-    """The indices of the ``n`` swapped blocks among ``num_blocks`` (the last ``n``)."""
+    """The indices of the ``n`` swapped blocks among ``num_blocks``: the last ``n`` (declared here only)."""
     if n < 0 or n > num_blocks:
         raise UsageError(
             f"memory.block_swap={n}: the transformer has {num_blocks} blocks (use 0..{num_blocks})"
         )
     return list(range(num_blocks - n, num_blocks))
+
+
+def _rest_copy(t: torch.Tensor, pin: bool) -> torch.Tensor:
+    """A CPU copy of ``t``, pinned for asynchronous copies to CUDA; a tensor subclass (torchao's
+    quantised weights) is copied by its own ``to`` and not pinned (its copies are synchronous)."""
+    if type(t) is torch.Tensor and t.layout == torch.strided:
+        return torch.empty(t.shape, dtype=t.dtype, device="cpu", pin_memory=pin).copy_(t)
+    return t.to("cpu", copy=True)
 
 
 class _Resting:
@@ -55,7 +60,7 @@ class _Resting:
                 for key, t in list(store.items()):
                     if t is None or t.requires_grad:
                         continue  # trainable: stays on the device, same object
-                    cpu = torch.empty(t.shape, dtype=t.dtype, device="cpu", pin_memory=pin).copy_(t.detach())
+                    cpu = _rest_copy(t.detach(), pin)
                     if kind == "_parameters":
                         cpu = torch.nn.Parameter(cpu, requires_grad=False)
                     store[key] = cpu
@@ -135,7 +140,7 @@ class BlockSwap:
     def summary(self) -> str:
         where = "pinned CPU memory" if self.device.type == "cuda" else "CPU memory"
         text = (
-            f"block swap: the frozen weights of {len(self.indices)} of {self.num_blocks} blocks "
+            f"block swap: the frozen weights of the last {len(self.indices)} of {self.num_blocks} blocks "
             f"({_size(self.nbytes)}) rest in {where} and are copied to {self.device} for each "
             "forward and recomputation"
         )

@@ -439,3 +439,17 @@ def test_thumbnails_are_stored_kept_on_resume_and_the_report_needs_no_video(tmp_
     (sub / "id001" / "prompt1.mp4").unlink()
     run_scoring(cfg)
     assert not thumbs_path(out, "id001/prompt1.mp4").exists()
+
+
+def test_resume_signature_holds_what_flow_auto_resolves_to(tmp_path):
+    """Installing torchvision (or the RAFT weights) changes what ``flow auto`` runs: the signature must
+    change with it, so no Farneback row is reused for a RAFT run (and the other way round)."""
+    from ipvgkit.metrics.flow import resolve_flow
+    from ipvgkit.metrics.motion import DynamicDegree
+    from ipvgkit.stages.score_setup import signature
+
+    ran = resolve_flow("auto", tmp_path)[0]
+    other = "raft-things" if ran == "opencv-farneback" else "opencv-farneback"
+    auto = signature(None, [DynamicDegree(flow="auto")], False, tmp_path)
+    assert auto == signature(None, [DynamicDegree(flow=ran)], False, tmp_path)
+    assert auto != signature(None, [DynamicDegree(flow=other)], False, tmp_path)

@@ -241,6 +241,11 @@ class Metric(ABC):
         """The settings that change this metric's numbers (part of the resume signature)."""
         return {}
 
+    def resolved_options(self, models_dir: Any) -> dict:
+        """:meth:`options` with every ``auto`` choice replaced by what it resolves to on this machine
+        (what the resume signature holds: installing torchvision must not reuse Farneback rows)."""
+        return self.options()
+
     def run_value(self, results: list[MetricResult]) -> float | None:
         """The run value of the per-video ``results`` by :attr:`run_aggregation` (None: no video has one)."""
         got = [r for r in results if r.value is not None]

@@ -185,7 +185,7 @@ def _plan(cfg: ScoreConfig, metrics: list[Metric] | None) -> _Plan:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     config_mod.save(cfg, out / CONFIG_NAME)
-    sig = signature(preset, metrics, cfg.bgr_quirk)
+    sig = signature(preset, metrics, cfg.bgr_quirk, cfg.models_dir)
     plan = _Plan(out, preset, names, metrics, custom, cases, case_errors, sig)
     prev = {} if cfg.overwrite else previous_rows(out)
     if cfg.overwrite and (out / PARTIAL_NAME).exists():

@@ -117,7 +117,7 @@ class _Run:
         optimizer = make_optimizer(self.cfg.optim, self.params, self.acc.device, self.notes)
         self.scheduler = make_scheduler(self.cfg.optim, optimizer, self.cfg.max_steps)
         self.model.denoiser, self.optimizer = self.acc.prepare(self.model.trainable(), optimizer)
-        if cfg.memory.block_swap:  # after prepare: its device placement would undo the swap
+        if cfg.memory.block_swap:  # after prepare: its device placement would undo it, DDP wants 1 device
             self.notes.append(self.model.enable_block_swap(cfg.memory.block_swap).summary())
         self.acc.register_for_checkpointing(self.scheduler)
         if not self.sharded:  # checkpoints hold the LoRA tensors only, not the frozen base weights

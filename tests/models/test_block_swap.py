@@ -133,3 +133,17 @@ def test_quantised_frozen_weights_are_swapped_as_they_are(models_dir):
     lb, gb = step(swapped)
     assert torch.equal(la, lb) and all(torch.equal(ga[k], gb[k]) for k in ga)
     assert type(swapped.transformer.blocks[1].attn1.to_q.base_layer.weight) is type(w)
+
+
+def test_a_no_grad_forward_visits_once_and_rests(models_dir):
+    """Generation (validation with the live transformer) runs under no_grad: one visit per block."""
+    plain, model = trained(models_dir), trained(models_dir)
+    swap = model.enable_block_swap(2)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(1, 16, 3, 4, 4, generator=g)
+    text = torch.randn(1, 8, model.transformer.config.text_dim, generator=g)
+    with torch.no_grad():
+        a = plain.transformer(x, torch.tensor([900.0]), text, return_dict=False)[0]
+        b = model.transformer(x, torch.tensor([900.0]), text, return_dict=False)[0]
+    assert torch.equal(a, b) and swap.loads == 2
+    assert not any(r.resident for r in swap.resting.values())

@@ -85,3 +85,21 @@ def test_block_swap_without_checkpointing_or_beyond_the_blocks_is_an_error(prep,
             )
         )
     assert not any((tmp_path / r).exists() for r in ("r1", "r2"))
+
+
+def test_validation_with_the_live_swapped_transformer_makes_the_same_videos(prep, models_dir, tmp_path):
+    """Validation generates with the training transformer itself: with its blocks swapped (the hooks
+    run under no_grad too) the videos and the training numbers are bitwise those of a run without."""
+    from ipvgkit.stages import finetune_val as fv
+    from ipvgkit.stages.finetune_val import ValidationSettings
+
+    from .test_finetune_val import frames_of
+    from .test_generate import write_testset_b
+
+    val = ValidationSettings(every=2, cases=write_testset_b(tmp_path / "ts", n=1), steps=2)
+    common = dict(max_steps=2, gradient_checkpointing=True, validation=val)
+    finetune(cfg(prep, tmp_path / "a", models_dir, **common))
+    finetune(cfg(prep, tmp_path / "b", models_dir, memory=MemorySettings(block_swap=2), **common))
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+    videos = [frames_of(fv.step_dir(tmp_path / r, 2) / "videos") for r in ("a", "b")]
+    assert videos[0] == videos[1] and videos[0]

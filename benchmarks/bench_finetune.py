@@ -1,5 +1,5 @@
 """Benchmark ``ipvg finetune`` on ``tiny-wan``: s/step and peak memory, cached vs uncached inputs,
-gradient checkpointing on/off.
+gradient checkpointing on/off, block swap (on CPU: the cost of the hooks and CPU-to-CPU copies).
 
 A prepare folder of pan clips over the real face photos is written once and cached with
 ``ipvg prepare cache`` (the stage itself). Each row is one fresh ``python -m ipvgkit finetune`` process
@@ -80,6 +80,11 @@ ROWS = [
     ("cached, reference-concat, grad ckpt", ["--set", "gradient_checkpointing=true"], True),
     ("uncached, reference-concat, grad ckpt", ["--set", "gradient_checkpointing=true"], False),
     ("cached, method none (no VAE, no text encoder)", ["--method", "none"], True),
+    (
+        "cached, reference-concat, grad ckpt, block swap 2",
+        ["--set", "gradient_checkpointing=true", "--set", "memory.block_swap=2"],
+        True,
+    ),
 ]
 
 

@@ -51,6 +51,7 @@ class WanTraining:
         # the processors of the last prediction stay installed (and switched on) until the next one, so
         # that gradient checkpointing recomputes the blocks in the backward pass with the same processors
         self._held = contextlib.ExitStack()
+        self.block_swap: Any = None  # memory.block_swap's hooks (:mod:`ipvgkit.models.block_swap`)
 
     # ------------------------------------------------------------------ loading
     def scheduler_flow_shift(self) -> float | None:
@@ -145,6 +146,15 @@ class WanTraining:
 
     def enable_gradient_checkpointing(self) -> None:
         self.transformer.enable_gradient_checkpointing()
+
+    def enable_block_swap(self, n: int) -> Any:
+        """The frozen weights of the last ``n`` blocks rest in CPU memory and visit the device for each
+        forward and recomputation (:mod:`ipvgkit.models.block_swap`; after gradient checkpointing, the
+        adapters and the trainer's device placement)."""
+        from ipvgkit.models import block_swap
+
+        self.block_swap = block_swap.enable(self.transformer, n, self.device)
+        return self.block_swap
 
     # ------------------------------------------------------------------ encoding
     def _need(self, what: str) -> None:
@@ -255,6 +265,8 @@ class WanTraining:
         """Restore the processors of the last prediction (call after its backward pass)."""
         self._held.close()
         self._held = contextlib.ExitStack()
+        if self.block_swap is not None:
+            self.block_swap.offload()  # a recomputation stopped early leaves its block on the device
 
     def describe(self) -> dict:
         return {
@@ -266,6 +278,7 @@ class WanTraining:
             "device": str(self.device),
             "loaded": list(self.loaded),
             "expand_timesteps": self.expand_timesteps,
+            "block_swap": 0 if self.block_swap is None else len(self.block_swap.indices),
         }
 
 

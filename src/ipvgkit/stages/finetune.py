@@ -89,6 +89,8 @@ class _Run:
             raise UsageError(
                 "validation runs on unsharded runs only (DDP or one process): set validation.every=0"
             )
+        if self.sharded and cfg.memory.block_swap:
+            raise UsageError("memory.block_swap does not combine with FSDP / DeepSpeed sharding: set it to 0")
         if self.acc.distributed_type.value == "DEEPSPEED" and cfg.grad_accum > 1:
             raise UsageError(
                 "under DeepSpeed set gradient_accumulation_steps in its config and keep grad_accum 1"
@@ -119,6 +121,8 @@ class _Run:
         optimizer = make_optimizer(self.cfg.optim, self.params, self.acc.device, self.notes)
         self.scheduler = make_scheduler(self.cfg.optim, optimizer, self.cfg.max_steps)
         self.model.denoiser, self.optimizer = self.acc.prepare(self.model.trainable(), optimizer)
+        if cfg.memory.block_swap:  # after prepare: its device placement would undo it, DDP wants 1 device
+            self.notes.append(self.model.enable_block_swap(cfg.memory.block_swap).summary())
         self.acc.register_for_checkpointing(self.scheduler)
         if not self.sharded:  # checkpoints hold the LoRA tensors only, not the frozen base weights
             self.acc.register_save_state_pre_hook(self._save_hook)

@@ -132,3 +132,15 @@ def test_validation_generates_with_the_quantised_live_model(prep, models_dir, tm
     assert [(r["step"], r["cases"], r["ok"]) for r in rows] == [(2, 1, 1)]
     assert (fv.step_dir(run, 2) / "videos" / "1.mp4").is_file()
     assert len(losses(run)) == 2 and all(math.isfinite(x) for x in losses(run))
+
+
+def test_int8_with_block_swap_trains_the_same_as_without(prep, models_dir, tmp_path):
+    """Block swap moves the quantised weights as they are: the numbers of int8 + checkpointing."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    base = dict(max_steps=2, gradient_checkpointing=True)
+    finetune(cfg(prep, a, models_dir, memory=MemorySettings(quantize="int8"), **base))
+    res = finetune(cfg(prep, b, models_dir, memory=MemorySettings(quantize="int8", block_swap=2), **base))
+    assert res.model["block_swap"] == 2
+    assert losses(a) == losses(b)
+    la, lb = lora(a), lora(b)
+    assert la.keys() == lb.keys() and all(torch.equal(la[k], lb[k]) for k in la)

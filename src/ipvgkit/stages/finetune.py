@@ -115,6 +115,8 @@ class _Run:
         optimizer = make_optimizer(self.cfg.optim, self.params, self.acc.device, self.notes)
         self.scheduler = make_scheduler(self.cfg.optim, optimizer, self.cfg.max_steps)
         self.model.denoiser, self.optimizer = self.acc.prepare(self.model.trainable(), optimizer)
+        if self.sharded:  # FSDP2 replaces the parameters by sharded ones: clip the ones it trains
+            self.params = [p for p in self.model.denoiser.parameters() if p.requires_grad]
         self.acc.register_for_checkpointing(self.scheduler)
         if not self.sharded:  # checkpoints hold the LoRA tensors only, not the frozen base weights
             self.acc.register_save_state_pre_hook(self._save_hook)

@@ -1,6 +1,6 @@
 """ipvg finetune under ``accelerate launch`` on CPU (gloo, two processes): data parallel with
-configs/accelerate/cpu_ddp.yaml, and FSDP2 with configs/accelerate/fsdp.yaml (accelerate's FSDP state forced
-on CPU by fsdp_cpu_launch.py, see there): checkpoints, exact resume, the gathered final LoRA."""
+configs/accelerate/cpu_ddp.yaml; FSDP2 and DeepSpeed ZeRO-2/3 with their configs (accelerate's state forced
+on CPU by sharded_cpu_launch.py, see there): checkpoints, exact resume, the gathered final LoRA."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from .finetune_prep import make_prep
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs" / "accelerate"
-FSDP_LAUNCHER = Path(__file__).with_name("fsdp_cpu_launch.py")
+SHARDED_LAUNCHER = Path(__file__).with_name("sharded_cpu_launch.py")
 LORA = Path("final") / "pytorch_lora_weights.safetensors"
 
 
@@ -48,14 +48,15 @@ def models_dir(tmp_path_factory):
 
 def launch(config: str, prep: Path, out: Path, models_dir: Path, steps: int, *extra: str) -> None:
     """``accelerate launch --config_file configs/accelerate/CONFIG.yaml --num_processes 2`` of ipvg finetune
-    (``python -m ipvgkit``; the FSDP launcher for fsdp)."""
-    script = [str(FSDP_LAUNCHER)] if config == "fsdp" else ["-m", "ipvgkit"]
+    (``python -m ipvgkit``; sharded_cpu_launch.py for FSDP and DeepSpeed)."""
+    script = ["-m", "ipvgkit"] if config == "cpu_ddp" else [str(SHARDED_LAUNCHER)]
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / f"{config}.yaml"),
            "--num_processes", "2", "--main_process_port", str(_free_port()), *script,
            "finetune", "--data", str(prep), "--model", "tiny-wan", "--out", str(out), "--max-steps", str(steps),
            "--frames", "9", "--height", "32", "--width", "32", "--device", "cpu", "--quiet",
            "--models-dir", str(models_dir), "--set", "checkpoint_every=2", "--set", "lora.rank=4", *extra]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    path = os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
 
@@ -84,23 +85,36 @@ def test_accelerate_launch_with_cpu_ddp_config_runs_two_ranks(ddp_run):
     assert (ddp_run / LORA).is_file()
 
 
+# what accelerate saves of the sharded model and optimizer in a checkpoint (the frozen weights included)
+SAVED = {
+    "fsdp": ("pytorch_model_fsdp_0/.metadata", "optimizer_0/.metadata"),
+    "deepspeed_zero2": ("pytorch_model/mp_rank_00_model_states.pt", "pytorch_model/zero_pp_rank_1_mp_rank_00_optim_states.pt"),
+    "deepspeed_zero3": ("pytorch_model/zero_pp_rank_1_mp_rank_00_model_states.pt", "pytorch_model/zero_pp_rank_1_mp_rank_00_optim_states.pt"),
+}  # fmt: skip
+
+
 @pytest.mark.slow
-def test_fsdp_checkpoints_resume_exactly_and_gather_the_lora_of_ddp(prep, models_dir, ddp_run, tmp_path):
+@pytest.mark.parametrize("config", list(SAVED))
+def test_sharded_run_resumes_exactly_and_gathers_the_lora_of_ddp(prep, models_dir, ddp_run, tmp_path, config):
+    if config.startswith("deepspeed"):
+        pytest.importorskip(
+            "deepspeed", reason="DeepSpeed is not a dependency: pip install deepspeed to run this"
+        )
     straight, split = tmp_path / "straight", tmp_path / "split"
-    launch("fsdp", prep, straight, models_dir, 4)
-    launch("fsdp", prep, split, models_dir, 2)
-    launch("fsdp", prep, split, models_dir, 4, "--resume")
+    launch(config, prep, straight, models_dir, 4)
+    launch(config, prep, split, models_dir, 2)
+    launch(config, prep, split, models_dir, 4, "--resume")
     for _step, path in ck.list_checkpoints(straight):  # accelerate saved the sharded model itself
         assert json.loads((path / ck.STATE_FILE).read_text())["world_size"] == 2
-        assert (path / "pytorch_model_fsdp_0" / ".metadata").is_file()
-        assert (path / "optimizer_0" / ".metadata").is_file() and not (path / ck.ADAPTER_STATE).exists()
+        assert all((path / f).is_file() for f in SAVED[config]) and not (path / ck.ADAPTER_STATE).exists()
     # exact resume: 2 steps + resume + 2 steps == 4 straight, bitwise (losses and LoRA)
     assert [r["loss"] for r in ck.read_metrics(split)] == [r["loss"] for r in ck.read_metrics(straight)]
     a, b, ref = lora(straight), lora(split), lora(ddp_run)
     assert a.keys() == b.keys() == ref.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    # FSDP against DDP on the same two ranks and samples: the same gradients, reduce-scattered instead of
-    # all-reduced; the grad norm (clipping) is summed shard by shard, so it may differ in the last bits
+    # against DDP on the same two ranks, samples and noise: the same gradients, reduce-scattered instead of
+    # all-reduced (and gathered back for ZeRO-3's forward), the grad norm summed shard by shard: equal up to
+    # the order of float sums (bitwise for FSDP and ZeRO-2 here, 7e-9 for ZeRO-3)
     for k in a:
         torch.testing.assert_close(a[k], ref[k], rtol=0, atol=1e-6)
     for r, d in zip(ck.read_metrics(straight), ck.read_metrics(ddp_run), strict=True):

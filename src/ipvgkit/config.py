@@ -42,21 +42,12 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """``value`` converted to the annotation ``tp`` (``ConfigError`` naming ``key`` when it cannot be)."""
     origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(value, a, key)
-            except ConfigError as e:  # try the next member of the union
-                errors.append(str(e))
-        raise ConfigError(f"config key {key!r}: cannot use {value!r} ({'; '.join(errors)})")
+        return _coerce_union(value, typing.get_args(tp), key)
     if origin is typing.Literal:
+        args = typing.get_args(tp)
         if value not in args:
             raise ConfigError(f"config key {key!r}: {value!r} is not one of {', '.join(map(repr, args))}")
         return value
@@ -66,56 +57,83 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         except ValueError:
             known = ", ".join(repr(m.value) for m in tp)
             raise ConfigError(f"config key {key!r}: {value!r} is not one of {known}") from None
-    if dataclasses.is_dataclass(tp):
+    if dataclasses.is_dataclass(tp) or origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"config key {key!r}: expected a mapping, got {value!r}")
-        return from_dict(tp, value, prefix=key + ".")
+        return from_dict(tp, value, prefix=key + ".") if origin is not dict else dict(value)
     if origin in (list, tuple):
         if isinstance(value, str):
             value = [v for v in value.split(",") if v != ""]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key {key!r}: expected a list, got {value!r}")
-        inner = args[0] if args else Any
+        inner = typing.get_args(tp)[0] if typing.get_args(tp) else Any
         items = [_coerce(v, inner, key) for v in value]
         return items if origin is list else tuple(items)
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"config key {key!r}: expected a mapping, got {value!r}")
-        return dict(value)
-    if tp is Any:
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
-            return value.lower() in ("true", "yes", "1", "on")
-        raise ConfigError(f"config key {key!r}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, str, float)):
-            raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}")
+    scalar = _SCALARS.get(tp)
+    return value if scalar is None else scalar(value, key)
+
+
+def _coerce_union(value: Any, args: tuple, key: str) -> Any:
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for a in args:
+        if a is type(None):
+            continue
         try:
-            f = float(value)
-        except ValueError:
-            raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}") from None
-        if f != int(f):
-            raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}")
-        return int(f)
-    if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"config key {key!r}: expected a number, got {value!r}")
+            return _coerce(value, a, key)
+        except ConfigError as e:  # try the next member of the union
+            errors.append(str(e))
+    raise ConfigError(f"config key {key!r}: cannot use {value!r} ({'; '.join(errors)})")
+
+
+_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
+
+
+def _to_bool(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in _TRUE + _FALSE:
+        return value.lower() in _TRUE
+    raise ConfigError(f"config key {key!r}: expected true/false, got {value!r}")
+
+
+def _to_int(value: Any, key: str) -> int:
+    bad = ConfigError(f"config key {key!r}: expected an integer, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, str, float)):
+        raise bad
+    try:
+        f = float(value)
+    except ValueError:
+        raise bad from None
+    if f != int(f):
+        raise bad
+    return int(f)
+
+
+def _to_float(value: Any, key: str) -> float:
+    if not isinstance(value, bool):
         try:
             return float(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"config key {key!r}: expected a number, got {value!r}") from None
-    if tp is str:
-        if isinstance(value, (dict, list)):
-            raise ConfigError(f"config key {key!r}: expected a string, got {value!r}")
-        return str(value)
-    if tp is Path:
-        if not isinstance(value, (str, Path)):
-            raise ConfigError(f"config key {key!r}: expected a path, got {value!r}")
-        return Path(os.path.expanduser(str(value)))
-    return value
+            pass
+    raise ConfigError(f"config key {key!r}: expected a number, got {value!r}")
+
+
+def _to_str(value: Any, key: str) -> str:
+    if isinstance(value, (dict, list)):
+        raise ConfigError(f"config key {key!r}: expected a string, got {value!r}")
+    return str(value)
+
+
+def _to_path(value: Any, key: str) -> Path:
+    if not isinstance(value, (str, Path)):
+        raise ConfigError(f"config key {key!r}: expected a path, got {value!r}")
+    return Path(os.path.expanduser(str(value)))
+
+
+# the scalar annotations a config field may have (Any and anything else: the value as given)
+_SCALARS = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str, Path: _to_path}
 
 
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:

@@ -166,3 +166,25 @@ def test_json_output(run, prep, models_dir):
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout[r.stdout.index("{") :])
     assert data["steps"] == 4 and data["resumed_from"].endswith("checkpoint-000004")
+
+
+def test_resume_spellings_map_to_the_flag_and_the_folder():
+    from ipvgkit.cli.finetune import resume_args
+
+    assert resume_args(["--resume", "auto", "--quiet"]) == ["--resume", "--quiet"]
+    assert resume_args(["--resume", "run/c", "--json"]) == ["--resume-from", "run/c", "--json"]
+    assert resume_args(["--resume=auto"]) == ["--resume"]
+    assert resume_args(["--resume=run/c"]) == ["--resume-from", "run/c"]
+    assert resume_args(["--json", "--resume"]) == ["--json", "--resume"]
+    assert resume_args(["--resume", "--json"]) == ["--resume", "--json"]
+
+
+@pytest.mark.parametrize("spelling", ["auto", "checkpoint"])
+def test_resume_auto_and_resume_checkpoint(run, prep, models_dir, spelling):
+    value = "auto" if spelling == "auto" else str(ck.list_checkpoints(run)[-1][1])
+    r = runner.invoke(app, ["finetune", "--data", str(prep), *SMALL, "--out", str(run), "--max-steps", "4",
+                            "--resume", value, "--json", "--models-dir", str(models_dir), "--set",
+                            "lora.rank=4", "--export", "comfy"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout[r.stdout.index("{") :])
+    assert data["steps"] == 4 and data["resumed_from"].endswith("checkpoint-000004")

@@ -41,6 +41,32 @@ def test_our_loop_matches_diffusers_wan_pipeline(tiny_wan):
     assert np.array_equal(ours, to_uint8(ref))
 
 
+@pytest.mark.parametrize("flow_shift", [3.0, 5.0, 8.0, 12.0])
+@pytest.mark.parametrize("steps", [2, 4])
+def test_our_loop_matches_wan_pipeline_bitwise_at_every_flow_shift(models_dir, flow_shift, steps):
+    """The loop equals ``WanPipeline.__call__`` exactly, given prompt strings or diffusers' own
+    ``encode_prompt`` embeddings (512 tokens, as ``__call__`` uses). Our prompts were once T5-encoded
+    with autograd on, which picks other CPU kernels (7e-7 off) and kept every cached prompt's graph
+    alive; that was the old "up to 1/255 at flow_shift 8"."""
+    backend = load_backend(ModelOptions(model="tiny-wan", models_dir=models_dir, flow_shift=flow_shift))
+    req = request(prompt="a red car", negative_prompt="blurry", seed=3, num_frames=13, width=48, steps=steps)
+    ours = backend.generate(req)
+    pipe = backend.pipeline()
+    assert pipe.scheduler.config.flow_shift == flow_shift
+    cached = backend.prompt_cache.get(["a red car"], torch.device("cpu"), torch.float32)[0]
+    assert cached.grad_fn is None and not cached.requires_grad
+    with torch.no_grad():
+        pos, neg = pipe.encode_prompt(
+            "a red car", "blurry", do_classifier_free_guidance=True, device="cpu", max_sequence_length=512
+        )
+    common = dict(num_frames=13, height=32, width=48, num_inference_steps=steps, guidance_scale=5.0,
+                  output_type="np")  # fmt: skip
+    for given in (dict(prompt_embeds=pos, negative_prompt_embeds=neg),
+                  dict(prompt="a red car", negative_prompt="blurry")):  # fmt: skip
+        ref = pipe(**given, **common, generator=torch.Generator().manual_seed(3)).frames[0]
+        assert np.array_equal(ours, to_uint8(ref))
+
+
 @pytest.mark.parametrize(
     ("kw", "match"),
     [
@@ -209,3 +235,11 @@ def test_compile_gives_the_same_video(models_dir):
     compiled = load_backend(ModelOptions(model="tiny-wan", models_dir=models_dir, dtype="fp32", compile=True))
     a, b = eager.generate(request()), compiled.generate(request())
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
+
+
+def test_reference_latents_keep_no_autograd_graph(tiny_wan, tom_hanks):
+    """The reference latents of a generation (a frozen VAE's output) carry no autograd graph."""
+    pipe = tiny_wan.pipeline()
+    fitted = [ident.fit_image(ident.open_image(tom_hanks), 32, 32)]
+    z = ident.reference_latents(pipe, fitted, 32, 32, torch.device("cpu"), torch.float32)
+    assert z.grad_fn is None and not z.requires_grad and z.shape[2] == 1

@@ -439,3 +439,47 @@ def test_thumbnails_are_stored_kept_on_resume_and_the_report_needs_no_video(tmp_
     (sub / "id001" / "prompt1.mp4").unlink()
     run_scoring(cfg)
     assert not thumbs_path(out, "id001/prompt1.mp4").exists()
+
+
+def test_resume_signature_holds_what_flow_auto_resolves_to(tmp_path):
+    """Installing torchvision (or the RAFT weights) changes what ``flow auto`` runs: the signature must
+    change with it, so no Farneback row is reused for a RAFT run (and the other way round)."""
+    from ipvgkit.metrics.flow import resolve_flow
+    from ipvgkit.metrics.motion import DynamicDegree
+    from ipvgkit.stages.score_setup import signature
+
+    ran = resolve_flow("auto", tmp_path)[0]
+    other = "raft-things" if ran == "opencv-farneback" else "opencv-farneback"
+    auto = signature(None, [DynamicDegree(flow="auto")], False, tmp_path)
+    assert auto == signature(None, [DynamicDegree(flow=ran)], False, tmp_path)
+    assert auto != signature(None, [DynamicDegree(flow=other)], False, tmp_path)
+
+
+def _rotated_jpeg(src: Path, dest: Path) -> Path:
+    """A non-square JPEG whose EXIF says "rotate 90 degrees" (orientation 6), as phones write them."""
+    im = Image.open(src).convert("RGB").resize((200, 120))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    im.save(dest, exif=exif.tobytes(), quality=95)
+    return dest
+
+
+def test_reference_images_are_scored_as_stored_and_an_exif_rotation_is_warned(tmp_path, tom_hanks):
+    """The 2025 reference code reads references with ``Image.open(p).convert("RGB")`` (EXIF ignored):
+    the metrics see the stored pixels, and the summary says which references carry a rotation."""
+    from ipvgkit.metrics.base import exif_rotated
+
+    ts = make_testset(tmp_path, tom_hanks, n_ids=1, prompts=1)
+    ref = ts / "id001" / "ref.png"
+    ref.unlink()
+    rotated = _rotated_jpeg(tom_hanks, ts / "id001" / "ref.jpg")
+    assert exif_rotated(rotated) and not exif_rotated(tom_hanks)
+    case = load_testset(ts).cases[0]
+    sub = make_submission(tmp_path, ts, tom_hanks)
+    sample = open_sample(case, sub / case.output_name, build_metrics(None, ["motion_amplitude"]))
+    stored = np.asarray(Image.open(rotated).convert("RGB"))
+    assert stored.shape == (120, 200, 3)  # upright would be (200, 120, 3)
+    assert np.array_equal(sample.ref_images()[0], stored)
+    rep = run_scoring(_cfg(ts, sub, tmp_path / "out", metrics=["motion_amplitude"], report=False))
+    warned = [w for w in rep.summary["warnings"] if "EXIF rotation" in w]
+    assert len(warned) == 1 and str(rotated) in warned[0]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperCommand
 
 from ipvgkit.cli.options import (
     ConfigOpt,
@@ -28,6 +29,8 @@ EPILOG = """Examples:
   ipvg finetune --data prep/ --model Wan-AI/Wan2.1-T2V-1.3B-Diffusers --out run/ --set lora.rank=32
 
   ipvg finetune --data prep/ --out run/ --max-steps 2000 --resume        # continue run/ where it stopped
+
+  ipvg finetune --data prep/ --out run/ --resume run/checkpoints/checkpoint-000500
 
   accelerate launch --config_file configs/accelerate/ddp.yaml -m ipvgkit finetune --data prep/ --out run/
 
@@ -58,7 +61,12 @@ def finetune(
         Method | None, opt("--method", help="Identity method trained (LoRA, or face-adapter).")
     ] = None,
     resume: Annotated[
-        bool, opt("--resume", help="Continue the run in --out from its last checkpoint.")
+        bool,
+        opt(
+            "--resume",
+            help="Continue the run in --out from its last checkpoint (or --resume auto; --resume CKPT "
+            "is --resume-from CKPT).",
+        ),
     ] = False,
     resume_from: Annotated[
         Path | None, opt("--resume-from", help="Continue from this checkpoint folder.")
@@ -115,5 +123,31 @@ def _run(cfg, json_out: bool, quiet: bool) -> None:
         out.print(f"{len(res.skipped)} sample(s) skipped (reasons above)", highlight=False)
 
 
+def resume_args(args: list[str]) -> list[str]:
+    """``--resume auto`` -> ``--resume``; ``--resume CKPT`` -> ``--resume-from CKPT`` (the issue's
+    spelling; typer options cannot take an optional value). ``--resume`` followed by another option, or
+    last, stays the flag."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        a, nxt = args[i], args[i + 1] if i + 1 < len(args) else None
+        if a == "--resume" and nxt is not None and not nxt.startswith("-"):
+            out += ["--resume"] if nxt == "auto" else ["--resume-from", nxt]
+            i += 2
+            continue
+        if a.startswith("--resume="):
+            value = a.split("=", 1)[1]
+            out += ["--resume"] if value == "auto" else ["--resume-from", value]
+        else:
+            out.append(a)
+        i += 1
+    return out
+
+
+class _FinetuneCommand(TyperCommand):
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, resume_args(list(args)))
+
+
 def register(app: typer.Typer) -> None:
-    app.command("finetune", epilog=EPILOG)(finetune)
+    app.command("finetune", epilog=EPILOG, cls=_FinetuneCommand)(finetune)

@@ -97,49 +97,59 @@ def _print_messages(report) -> None:
         err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
 
 
+# the options of ``ipvg pack`` (module level, so that the command reads as its few lines)
+PathArg = Annotated[
+    Path,
+    typer.Argument(
+        metavar="SUBMISSION_DIR",
+        help="Submission folder to pack (with --check: a folder or an existing zip to validate).",
+    ),
+]
+OutputOpt = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Zip to write, e.g. RUN.zip (not with --check).")
+]
+CheckOpt = Annotated[
+    bool, typer.Option("--check", help="Only validate SUBMISSION_DIR (a folder or a zip); write nothing.")
+]
+LayoutOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--layout",
+        help=f"{' | '.join(LAYOUTS)}: auto (default) follows --cases or the names; id-prompt is "
+        "idNNN/promptK.mp4, flat is N.mp4.",
+    ),
+]
+StrictOpt = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Make warnings problems: pix_fmt not yuv420p, odd dimensions, videos shorter than "
+        f"{_EXPECT.min_duration_s:g} s, under {_EXPECT.min_short_side} px on the short side or under "
+        f"{_EXPECT.min_frames} frames (config keys expect.*).",
+    ),
+]
+FixEncodingOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--fix-encoding",
+        metavar="DIR2",
+        help="Re-encode non-H.264/yuv420p videos into the NEW folder DIR2 (others hardlinked), then pack DIR2.",
+    ),
+]
+WorkersOpt = Annotated[
+    int | None, typer.Option("--workers", help="Processes probing videos (default: one per CPU).")
+]
+
+
 def pack(
-    path: Annotated[
-        Path,
-        typer.Argument(
-            metavar="SUBMISSION_DIR",
-            help="Submission folder to pack (with --check: a folder or an existing zip to validate).",
-        ),
-    ],
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Zip to write, e.g. RUN.zip (not with --check).")
-    ] = None,
-    check: Annotated[
-        bool, typer.Option("--check", help="Only validate SUBMISSION_DIR (a folder or a zip); write nothing.")
-    ] = False,
+    path: PathArg,
+    output: OutputOpt = None,
+    check: CheckOpt = False,
     cases: CasesOpt = None,
-    layout: Annotated[
-        str | None,
-        typer.Option(
-            "--layout",
-            help=f"{' | '.join(LAYOUTS)}: auto (default) follows --cases or the names; id-prompt is "
-            "idNNN/promptK.mp4, flat is N.mp4.",
-        ),
-    ] = None,
-    strict: Annotated[
-        bool,
-        typer.Option(
-            "--strict",
-            help="Make warnings problems: pix_fmt not yuv420p, odd dimensions, videos shorter than "
-            f"{_EXPECT.min_duration_s:g} s, under {_EXPECT.min_short_side} px on the short side or under "
-            f"{_EXPECT.min_frames} frames (config keys expect.*).",
-        ),
-    ] = False,
-    fix_encoding: Annotated[
-        Path | None,
-        typer.Option(
-            "--fix-encoding",
-            metavar="DIR2",
-            help="Re-encode non-H.264/yuv420p videos into the NEW folder DIR2 (others hardlinked), then pack DIR2.",
-        ),
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option("--workers", help="Processes probing videos (default: one per CPU).")
-    ] = None,
+    layout: LayoutOpt = None,
+    strict: StrictOpt = False,
+    fix_encoding: FixEncodingOpt = None,
+    workers: WorkersOpt = None,
     overwrite: OverwriteOpt = False,
     timeline_units: TimelineUnitsOpt = "auto",
     json_out: JsonOpt = False,

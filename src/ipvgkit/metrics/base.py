@@ -154,10 +154,13 @@ class VideoSample:
         return np.stack([self._frames[i] for i in want])
 
     def ref_images(self) -> list[np.ndarray]:
-        """The case's reference images as RGB uint8 arrays (loaded once, shared like ``ref_*`` entries)."""
+        """The case's reference images as RGB uint8 arrays (loaded once, shared like ``ref_*`` entries),
+        with their pixels as stored: the 2025 reference code reads them with
+        ``Image.open(path).convert("RGB")``, which ignores an EXIF rotation (generation applies it; the
+        summary warns about such images, :func:`exif_rotated`)."""
         key = ("ref_images",)
         if key not in self.cache:
-            from PIL import Image, ImageOps
+            from PIL import Image
 
             from ipvgkit.errors import InputError
 
@@ -165,7 +168,7 @@ class VideoSample:
             for p in self.case.ref_images:
                 try:
                     with Image.open(p) as im:
-                        refs.append(np.asarray(ImageOps.exif_transpose(im).convert("RGB")))
+                        refs.append(np.asarray(im.convert("RGB")))
                 except (OSError, ValueError) as e:
                     raise InputError(f"reference image {p}: cannot read ({e})") from None
             self.cache[key] = refs
@@ -175,6 +178,17 @@ class VideoSample:
         """Drop decoded frames and this video's cache entries (called by the scorer when the video is done)."""
         self._frames.clear()
         self.cache.clear()
+
+
+def exif_rotated(path: Any) -> bool:
+    """True when the image file carries an EXIF orientation other than "as stored" (1)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.getexif().get(0x0112, 1) not in (0, 1)  # 0x0112: the Orientation tag
+    except (OSError, ValueError):
+        return False
 
 
 # How a metric's per-video values become its run value (declared on the metric class):
@@ -240,6 +254,11 @@ class Metric(ABC):
     def options(self) -> dict:
         """The settings that change this metric's numbers (part of the resume signature)."""
         return {}
+
+    def resolved_options(self, models_dir: Any) -> dict:
+        """:meth:`options` with every ``auto`` choice replaced by what it resolves to on this machine
+        (what the resume signature holds: installing torchvision must not reuse Farneback rows)."""
+        return self.options()
 
     def run_value(self, results: list[MetricResult]) -> float | None:
         """The run value of the per-video ``results`` by :attr:`run_aggregation` (None: no video has one)."""

@@ -148,6 +148,11 @@ class DynamicDegree(Metric):
     def options(self) -> dict:
         return {"fps": self.fps, "flow": self.flow}
 
+    def resolved_options(self, models_dir: Any) -> dict:
+        if self.flow != "auto":
+            return self.options()
+        return {**self.options(), "flow": resolve_flow(self.flow, models_dir)[0]}
+
     def model_files(self) -> list[ModelFile]:
         return [RAFT_LARGE] if self.flow == "raft-things" else []
 

@@ -139,7 +139,8 @@ def reference_latents(
     pixels = [pipe.video_processor.preprocess(im, height=height, width=width) for im in images]  # (1,3,H,W)
     lat = []
     for px in pixels:
-        dist = vae.encode(px.unsqueeze(2).to(device=vae_device, dtype=vae.dtype)).latent_dist
+        with torch.no_grad():  # a frozen encoder: no autograd graph kept with the latents
+            dist = vae.encode(px.unsqueeze(2).to(device=vae_device, dtype=vae.dtype)).latent_dist
         lat.append(dist.mode())
     z = torch.cat(lat, dim=2).to(device=device, dtype=torch.float32)
     mean = torch.tensor(vae.config.latents_mean, device=device).view(1, -1, 1, 1, 1)

@@ -73,7 +73,8 @@ def encode_texts(
     ids, mask = inputs.input_ids, inputs.attention_mask
     seq_lens = mask.gt(0).sum(dim=1).long().tolist()
     enc_device = get_module_execution_device(pipe.text_encoder)  # right with CPU offload too
-    hidden = pipe.text_encoder(ids.to(enc_device), mask.to(enc_device)).last_hidden_state
+    with torch.no_grad():  # as in WanPipeline.__call__: no autograd graph kept alive by the prompt cache
+        hidden = pipe.text_encoder(ids.to(enc_device), mask.to(enc_device)).last_hidden_state
     hidden = hidden.to(device=device, dtype=dtype)
     return [hidden[i, :n] for i, n in enumerate(seq_lens)]
 

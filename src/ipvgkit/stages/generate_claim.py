@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from ipvgkit.stages.bookkeeping import CLAIM_SUFFIX, claim_name
 
 __all__ = ["CLAIM_SUFFIX"]  # re-exported: the name is declared in stages/bookkeeping.py
 EMPTY_STALE_SECONDS = 30.0
+HEARTBEAT_SECONDS = 30.0
+REMOTE_STALE_SECONDS = 600.0  # 20 missed heartbeats
 HOST = socket.gethostname()
 
 
@@ -43,9 +46,57 @@ class Claim:
 
     def release(self) -> None:
         """Delete the claim if it is still ours."""
+        _HEART.drop(self)
         owner = read_owner(self.path)
         if owner is not None and owner.get("token") == self.token:
             self.path.unlink(missing_ok=True)
+
+
+class _Heartbeat:
+    """The daemon thread that touches this process's claims (started with the first claim)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.held: dict[Path, str] = {}
+        self.thread: threading.Thread | None = None
+
+    def add(self, claim: Claim) -> None:
+        with self.lock:
+            self.held[claim.path] = claim.token
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._loop, name="ipvg-claim-heartbeat", daemon=True)
+                self.thread.start()
+
+    def drop(self, claim: Claim) -> None:
+        with self.lock:
+            if self.held.get(claim.path) == claim.token:
+                del self.held[claim.path]
+
+    def beat(self) -> int:
+        """Touch every held claim that is still ours; returns how many were touched."""
+        with self.lock:
+            held = list(self.held.items())
+        n = 0
+        for path, token in held:
+            owner = read_owner(path)
+            if owner is not None and owner.get("token") == token:
+                with contextlib.suppress(OSError):
+                    os.utime(path)
+                    n += 1
+        return n
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(HEARTBEAT_SECONDS)
+            self.beat()
+
+
+_HEART = _Heartbeat()
+
+
+def heartbeat() -> int:
+    """Touch this process's claims now (the heartbeat thread does it every HEARTBEAT_SECONDS)."""
+    return _HEART.beat()
 
 
 def read_owner(path: Path) -> dict[str, Any] | None:
@@ -57,10 +108,11 @@ def read_owner(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def owner_alive(owner: dict[str, Any]) -> bool:
-    """False only for a process on this host that no longer exists."""
+def owner_alive(owner: dict[str, Any], age: float = 0.0) -> bool:
+    """False for a process on this host that no longer exists, or a claim of another host that was
+    not touched for ``REMOTE_STALE_SECONDS`` (``age``: seconds since the claim's mtime)."""
     if owner.get("host") != HOST:
-        return True
+        return age <= REMOTE_STALE_SECONDS
     try:
         os.kill(int(owner.get("pid", -1)), 0)
     except ProcessLookupError:
@@ -78,13 +130,13 @@ def describe_owner(owner: dict[str, Any] | None) -> str:
 
 def _is_stale(path: Path) -> tuple[bool, dict[str, Any] | None]:
     owner = read_owner(path)
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return True, owner
     if owner is None:
-        try:
-            age = time.time() - path.stat().st_mtime
-        except FileNotFoundError:
-            return True, None
         return age > EMPTY_STALE_SECONDS, None
-    return not owner_alive(owner), owner
+    return not owner_alive(owner, age), owner
 
 
 def _take_over(path: Path, judged: dict[str, Any] | None) -> None:
@@ -124,8 +176,10 @@ def acquire(dest: Path) -> tuple[Claim | None, dict[str, Any] | None]:
             continue
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(json.dumps(info) + "\n")
-        return Claim(path, token), None
+        claim = Claim(path, token)
+        _HEART.add(claim)
+        return claim, None
     return None, owner
 
 
-__all__ = ["CLAIM_SUFFIX", "Claim", "acquire", "claim_path", "describe_owner", "read_owner"]
+__all__ = ["CLAIM_SUFFIX", "Claim", "acquire", "claim_path", "describe_owner", "heartbeat", "read_owner"]

@@ -185,7 +185,7 @@ def _plan(cfg: ScoreConfig, metrics: list[Metric] | None) -> _Plan:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     config_mod.save(cfg, out / CONFIG_NAME)
-    sig = signature(preset, metrics, cfg.bgr_quirk)
+    sig = signature(preset, metrics, cfg.bgr_quirk, cfg.models_dir)
     plan = _Plan(out, preset, names, metrics, custom, cases, case_errors, sig)
     prev = {} if cfg.overwrite else previous_rows(out)
     if cfg.overwrite and (out / PARTIAL_NAME).exists():
@@ -255,6 +255,7 @@ def run_scoring(
     ``progress`` gets a ``score`` phase counting cases (reused ones at once); ``metrics`` replaces the
     resolved metric list with ready instances (library use: custom embedders, tests).
     """
+    from ipvgkit.metrics.base import exif_rotated
     from ipvgkit.metrics.setup import files_used
 
     t_start = time.perf_counter()
@@ -266,8 +267,9 @@ def run_scoring(
     run_metrics = finalize(plan.metrics, ordered, plan.reused)
     timings["_total"] = time.perf_counter() - t_start
     n_timeline = sum(1 for c in plan.cases if c.timeline)
+    rotated = sorted({str(p) for c in plan.cases for p in c.ref_images if exif_rotated(p)})
     summary = summarise(
-        ordered, plan.metrics, plan.preset, run_metrics, plan.case_errors, timings, n_timeline
+        ordered, plan.metrics, plan.preset, run_metrics, plan.case_errors, timings, n_timeline, rotated
     )
     summary["model_files"] = files_used(plan.metrics, cfg.models_dir)
     for note in summary["notes"]:

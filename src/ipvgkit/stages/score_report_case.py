@@ -80,11 +80,11 @@ def ref_thumb(case: Case | None, mode: VideoMode) -> bytes | None:
         return None
     path = str(case.ref_images[0])
     if path not in mode.refs:
-        from PIL import Image, ImageOps
+        from PIL import Image
 
         try:
-            with Image.open(path) as im:
-                mode.refs[path] = jpeg_bytes(np.asarray(ImageOps.exif_transpose(im).convert("RGB")))
+            with Image.open(path) as im:  # as stored: what the metrics scored (metrics.base.ref_images)
+                mode.refs[path] = jpeg_bytes(np.asarray(im.convert("RGB")))
         except (OSError, ValueError):
             mode.refs[path] = None
     return mode.refs[path]

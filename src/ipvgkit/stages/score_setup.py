@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 from ipvgkit.errors import MissingWeightsError, UsageError
 from ipvgkit.metrics.base import Metric
@@ -58,7 +59,11 @@ def check_weights(metrics: list[Metric], models_dir: Path | None) -> None:
         raise MissingWeightsError(label + ")", searched, mf.source)
 
 
-def signature(preset: str | None, metrics: list[Metric], bgr_quirk: bool) -> str:
-    """A short hash of everything that changes the numbers: metric names, their options, options."""
-    data = {"metrics": {m.name: m.options() for m in metrics}, "bgr_quirk": bool(bgr_quirk)}
+def signature(preset: str | None, metrics: list[Metric], bgr_quirk: bool, models_dir: Any = None) -> str:
+    """A short hash of everything that changes the numbers: metric names, their options (``auto``
+    choices as resolved here, :meth:`Metric.resolved_options`), options."""
+    data = {
+        "metrics": {m.name: m.resolved_options(models_dir) for m in metrics},
+        "bgr_quirk": bool(bgr_quirk),
+    }
     return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -81,17 +81,26 @@ def notes(names: list[str], n_timeline_cases: int) -> list[str]:
     return out
 
 
-def warnings(rows: list[ScoreRow]) -> list[str]:
-    """Quirks of the reference code that changed numbers in this run, said out loud."""
+def warnings(rows: list[ScoreRow], rotated_refs: list[str] | None = None) -> list[str]:
+    """Quirks of the reference code that changed numbers in this run, said out loud; ``rotated_refs``:
+    reference images with an EXIF rotation (scored as stored, like the reference code)."""
+    out = []
     quirk = [r.output_name for r in rows if any("quirk" in e for e in r.extra.values())]
-    if not quirk:
-        return []
-    more = " ..." if len(quirk) > 5 else ""
-    return [
-        f"{len(quirk)} video(s) with no face in any sampled frame scored 0.0 on every face metric, "
-        "as the 2025 reference code does (0 is the best feature distance: a faceless video is "
-        f"rewarded); rows flagged no_face: {', '.join(quirk[:5])}{more}"
-    ]
+    if quirk:
+        more = " ..." if len(quirk) > 5 else ""
+        out.append(
+            f"{len(quirk)} video(s) with no face in any sampled frame scored 0.0 on every face metric, "
+            "as the 2025 reference code does (0 is the best feature distance: a faceless video is "
+            f"rewarded); rows flagged no_face: {', '.join(quirk[:5])}{more}"
+        )
+    if rotated_refs:
+        more = " ..." if len(rotated_refs) > 3 else ""
+        out.append(
+            f"{len(rotated_refs)} reference image(s) carry an EXIF rotation: scored with their pixels as "
+            "stored (the 2025 reference code ignores EXIF), while ipvg generate used them upright; "
+            f"save them upright to score what was generated from: {', '.join(rotated_refs[:3])}{more}"
+        )
+    return out
 
 
 def summarise(
@@ -102,6 +111,7 @@ def summarise(
     case_errors: list[str],
     timings: dict[str, float],
     n_timeline_cases: int = 0,
+    rotated_refs: list[str] | None = None,
 ) -> dict:
     """``summary.json``: per-metric means over videos with a value, counts, totals, run-level values."""
     from ipvgkit.metrics.presets import run_total, weights_for
@@ -129,7 +139,7 @@ def summarise(
         "notes": notes(names, n_timeline_cases),
         "case_errors": case_errors,
         "videos_no_face": sum(1 for r in rows if r.no_face),
-        "warnings": warnings(rows),
+        "warnings": warnings(rows, rotated_refs),
         "seconds": round(timings.get("_total", 0.0), 3),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ipvgkit.errors import UsageError
+from ipvgkit.errors import MissingDependencyError, UsageError
 from ipvgkit.models.lora_train import read_metadata
 from ipvgkit.stages import finetune_ckpt as ck
 from ipvgkit.stages.finetune import finetune
@@ -148,9 +148,15 @@ def test_a_sharded_launch_that_accelerate_cannot_set_up_is_refused(
     prep, models_dir, tmp_path, monkeypatch, env
 ):
     """One CPU process with the FSDP / DeepSpeed flag of a launch: accelerate would train unsharded."""
+    import importlib.util
+
     monkeypatch.setenv(env, "true")
     cfg = FinetuneConfig(data=prep, out=tmp_path / "run", model="tiny-wan", models_dir=models_dir, frames=9,
                          height=32, width=32, max_steps=1, device="cpu", lora=LoraSettings(rank=4, alpha=4.0))  # fmt: skip
-    with pytest.raises(UsageError, match=r"asked for \w+ .* but accelerate set up NO: .*GPUs only"):
-        finetune(cfg)
+    if env.endswith("DEEPSPEED") and importlib.util.find_spec("deepspeed") is None:
+        with pytest.raises(MissingDependencyError, match="asked for DeepSpeed but it is not installed"):
+            finetune(cfg)
+    else:
+        with pytest.raises(UsageError, match=r"asked for \w+ .* but accelerate set up NO: .*GPUs only"):
+            finetune(cfg)
     assert not (tmp_path / "run").exists()

@@ -36,6 +36,7 @@ from ipvgkit.stages.finetune_config import DECAYING, RESUMABLE_CHANGES, Finetune
 from ipvgkit.stages.finetune_data import TrainData, positions, sample_index
 from ipvgkit.stages.finetune_setup import (
     SHARDED_KINDS,
+    asked_kind,
     cache_key_for,
     check_launch,
     final_states,
@@ -86,8 +87,9 @@ class _Run:
         )  # checked before any weight loads
         self._check_timeline()
         self.resume_from = self._check_run_folder()
+        asked = asked_kind()
         self.acc = Accelerator(cpu=cpu, mixed_precision=mp)
-        check_launch(self.acc.distributed_type.value)
+        check_launch(asked, self.acc.distributed_type.value)
         self.sharded = self.acc.distributed_type.value in SHARDED_KINDS  # accelerate saves the model
         if self.sharded and cfg.validation.every:
             raise UsageError(

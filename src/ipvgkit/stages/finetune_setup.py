@@ -47,17 +47,26 @@ SHARDED_KINDS = ("FSDP", "DEEPSPEED")  # accelerate's distributed types that hol
 _ASKED_BY = {"FSDP": "ACCELERATE_USE_FSDP", "DEEPSPEED": "ACCELERATE_USE_DEEPSPEED"}
 
 
-def check_launch(distributed_type: str) -> None:
-    """A launch that asked for FSDP or DeepSpeed (``accelerate launch`` sets ``ACCELERATE_USE_*``) but
-    got another kind of run is an error, not a silent fallback: accelerate sets up FSDP and DeepSpeed
-    on GPUs only, and on CPU trains plain data parallel instead."""
-    for kind, env in _ASKED_BY.items():
-        if os.environ.get(env, "false").lower() == "true" and distributed_type != kind:
-            raise UsageError(
-                f"the launch asked for {kind} ({env}=true) but accelerate set up {distributed_type}: "
-                "accelerate runs FSDP and DeepSpeed on GPUs only; on CPU launch "
-                "configs/accelerate/cpu_ddp.yaml (data parallel)"
-            )
+def asked_kind() -> str | None:
+    """FSDP or DEEPSPEED when the launch asked for it (``accelerate launch`` sets ``ACCELERATE_USE_*``),
+    else None; DeepSpeed asked for but not installed is an error (before accelerate's traceback)."""
+    asked = [k for k, env in _ASKED_BY.items() if os.environ.get(env, "false").lower() == "true"]
+    if "DEEPSPEED" in asked and not has_module("deepspeed"):
+        raise MissingDependencyError(
+            "the launch asked for DeepSpeed but it is not installed: pip install deepspeed"
+        )
+    return asked[0] if asked else None
+
+
+def check_launch(asked: str | None, distributed_type: str) -> None:
+    """A launch that asked for FSDP or DeepSpeed but got another kind of run is an error, not a silent
+    fallback: accelerate sets up FSDP and DeepSpeed on GPUs only, and on CPU trains plain data parallel."""
+    if asked is not None and distributed_type != asked:
+        raise UsageError(
+            f"the launch asked for {asked} ({_ASKED_BY[asked]}=true) but accelerate set up {distributed_type}: "
+            "accelerate runs FSDP and DeepSpeed on GPUs only; on CPU launch configs/accelerate/cpu_ddp.yaml "
+            "(data parallel)"
+        )
 
 
 @contextlib.contextmanager

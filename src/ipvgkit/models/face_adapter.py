@@ -316,6 +316,23 @@ class GenerationAdapter:
         return {"identity": "face-adapter", "face_adapter": str(self.folder), "face_backend": self.backend,
                 "embed_dim": self.cfg.embed_dim, "base_model": self.cfg.base_model}  # fmt: skip
 
+    SHAPE = ("embed_dim", "dim", "num_blocks", "num_tokens", "depth", "heads")
+
+    def use(self, adapter: FaceAdapter) -> None:
+        """Generate with ``adapter`` (a loaded module, e.g. a training run's live one, used as it is:
+        not copied, cast or frozen) instead of reading the folder's weights; its shape must be the
+        folder config's."""
+        ours, theirs = asdict(self.cfg), asdict(adapter.cfg)
+        diff = [f"{k} {theirs[k]} (the folder's {ours[k]})" for k in self.SHAPE if ours[k] != theirs[k]]
+        if diff:
+            raise UsageError(f"the face adapter module does not fit {self.folder}: {', '.join(diff)}")
+        self._adapter = adapter
+
+    @property
+    def adapter(self) -> FaceAdapter | None:
+        """The module generation uses (None until the first ``control`` or ``use``)."""
+        return self._adapter
+
     def embedding(self, image_path: Path) -> np.ndarray:
         key = str(image_path)
         if key not in self._embeddings:

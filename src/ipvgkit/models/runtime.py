@@ -70,6 +70,17 @@ def place_pipeline(pipe: Any, options: ModelOptions, device: str) -> str:
     return f"{device} (offload={options.offload})"
 
 
+def place_others(pipe: Any, keep: set[str], device: str) -> str:
+    """Move the pipeline's components not named in ``keep`` to ``device`` (the given ones stay where
+    their owner keeps them). Returns the placement."""
+    import torch
+
+    for name, module in pipe.components.items():
+        if name not in keep and isinstance(module, torch.nn.Module):
+            module.to(device)
+    return f"{device} ({', '.join(sorted(keep))} left where they are)"
+
+
 def apply_speed_options(pipe: Any, options: ModelOptions) -> dict:
     """Apply VAE tiling, a diffusers cache hook and ``torch.compile``; returns what was applied."""
     applied: dict = {}
@@ -88,3 +99,41 @@ def apply_speed_options(pipe: Any, options: ModelOptions) -> dict:
                 module.compile()  # nn.Module.compile: torch.compile in place, the component stays the same
         applied["compile"] = True
     return applied
+
+
+GIVEN = ("transformer", "vae", "text_encoder", "tokenizer")  # components a caller may give a backend
+
+
+def check_given(options: ModelOptions, given: dict) -> None:
+    """``UsageError`` for a component a backend cannot be given, or an option that would change a given
+    transformer for its owner (``WanBackend.with_components``)."""
+    unknown = sorted(set(given) - set(GIVEN))
+    if unknown:
+        raise UsageError(f"unknown component(s) {', '.join(unknown)}; give {', '.join(GIVEN)}")
+    if options.offload != "none" and any(v is not None for v in given.values()):
+        raise UsageError("given components stay where they are: offload not available")
+    if given.get("transformer") is None:
+        return
+    refused = [
+        name
+        for name, on in (
+            ("cache", options.cache != "none"),
+            ("compile", options.compile),
+            ("lora_fuse", options.lora_fuse),
+            ("lora_scale", options.lora_scale != 1.0),
+        )
+        if on
+    ]
+    if refused:
+        raise UsageError(f"a given transformer is used as it is: {', '.join(refused)} not available")
+
+
+def signature(modules: dict[str, Any]) -> list[tuple]:
+    """Every parameter and buffer of ``modules``: (component, name, identity, dtype, device); equal
+    before and after loading a pipeline around them when nothing cast, moved or replaced them."""
+    out = []
+    for key, module in sorted(modules.items()):
+        if hasattr(module, "named_parameters"):
+            tensors = [*module.named_parameters(), *module.named_buffers()]
+            out += [(key, n, id(t), t.dtype, t.device) for n, t in tensors]
+    return out

@@ -71,6 +71,32 @@ class WanBackend:
         self.prompt_cache = prompts.PromptCache(self._encode)
         self._per_request: dict = {}  # size-dependent settings of the last request (describe())
         self.context_parallel = (1, 1)  # (ranks per video, world size): set_context_parallel
+        self.given: dict[str, Any] = {}  # components used as they are (with_components)
+
+    @classmethod
+    def with_components(cls, options: ModelOptions, resolved: ResolvedModel, **given: Any) -> WanBackend:
+        """A backend whose pipeline uses the ``given`` loaded components (``transformer``, ``vae``,
+        ``text_encoder``, ``tokenizer``) as they are, e.g. a training run's live transformer: only the
+        others are read from ``resolved.folder``. Nothing is done to a given component that would change
+        it for its owner: it is not cast (loading and placement keep every given parameter's dtype and
+        device, checked; they stay where they are), so offload, a cache hook, ``compile`` and
+        ``lora_fuse`` are refused; the LoRAs of ``options.lora`` are already in the given transformer
+        (recorded, not loaded again, so scale 1); a face adapter of ``options.adapter`` uses the
+        transformer's own ``ipvg_face_adapter`` module when it has one (the folder gives its config)."""
+        runtime.check_given(options, given)
+        backend = cls(options, resolved)
+        backend.given = {k: v for k, v in given.items() if v is not None}
+        live = getattr(backend.given.get("transformer"), "ipvg_face_adapter", None)
+        if backend.face is not None and live is not None:
+            backend.face.use(live)
+        return backend
+
+    def loaded_components(self) -> dict[str, Any]:
+        """The pipeline's components once it is loaded (``{}`` before), e.g. to give them to the next
+        :meth:`with_components` backend instead of loading them again."""
+        if self._pipe is None:
+            return {}
+        return {k: v for k, v in self._pipe.components.items() if k in runtime.GIVEN and v is not None}
 
     def set_context_parallel(self, size: int, world_size: int) -> list[str]:
         """Split each video over ``size`` ranks when the weights are loaded (``--context-parallel``);
@@ -149,10 +175,11 @@ class WanBackend:
 
         cls = self._pipeline_class()
         runtime.quiet_hf_loading()
+        before = runtime.signature(self.given)
         try:
             # Wan's VAE and image encoder are meant to run in fp32
             dtypes = {"default": self.torch_dtype, "vae": torch.float32, "image_encoder": torch.float32}
-            pipe = cls.from_pretrained(self.resolved.folder, dtype=dtypes)
+            pipe = cls.from_pretrained(self.resolved.folder, dtype=dtypes, **self.given)
         except OSError as exc:
             raise MissingWeightsError(
                 f"{self.resolved.name}: {str(exc).splitlines()[0][:200]}",
@@ -160,11 +187,26 @@ class WanBackend:
                 "the model's hub repository (a complete diffusers-format folder)",
             ) from exc
         pipe.set_progress_bar_config(disable=True)
-        lora.load_loras(pipe, self.loras, self.options.lora_scale, fuse=self.options.lora_fuse)
-        self._placement = runtime.place_pipeline(pipe, self.options, self.device)
+        if "transformer" not in self.given:  # a given transformer holds its LoRAs already
+            lora.load_loras(pipe, self.loras, self.options.lora_scale, fuse=self.options.lora_fuse)
+        if self.given:  # a text encoder kept off the device is not moved there first
+            off = (
+                {"text_encoder"}
+                if self.options.text_encoder != prompts.TextEncoderPlacement.device
+                else set()
+            )
+            self._placement = runtime.place_others(pipe, set(self.given) | off, self.device)
+        else:
+            self._placement = runtime.place_pipeline(pipe, self.options, self.device)
         prompts.place_text_encoder(pipe, self.options.text_encoder)
         self._applied = runtime.apply_speed_options(pipe, self.options)
+        if runtime.signature(self.given) != before:
+            raise RuntimeError(
+                "loading the pipeline changed a given component's parameters (dtype or device)"
+            )
         if self.context_parallel[0] > 1:
+            if "transformer" in self.given:
+                raise UsageError("context parallelism splits the transformer: not with a given one")
             context_parallel.enable(pipe, *self.context_parallel)
         return pipe
 
@@ -308,6 +350,7 @@ class WanBackend:
             "compile": self.options.compile,
             "cache": self.options.cache,
             "context_parallel": self.context_parallel[0],
+            "given_components": sorted(self.given) or None,
             **self._per_request,
             "note": note,
         }

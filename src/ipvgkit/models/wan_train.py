@@ -111,6 +111,17 @@ class WanTraining:
     def trainable(self) -> torch.nn.Module:
         return self.transformer
 
+    def components(self) -> dict[str, Any]:
+        """The loaded diffusers components by pipeline name (the unwrapped transformer, and the text
+        encoder, tokenizer and VAE when loaded), for a generation pipeline built around the live model
+        (``WanBackend.with_components``: validation during training)."""
+        out: dict[str, Any] = {"transformer": self.transformer}
+        if self.text is not None:
+            out.update(text_encoder=self.text.text_encoder, tokenizer=self.text.tokenizer)
+        if self.vae is not None:
+            out["vae"] = self.vae
+        return out
+
     def attach_face_adapter(self, embed_dim: int, **settings: Any) -> Any:
         """A new, trainable face adapter as the transformer's submodule ``ipvg_face_adapter`` (so the
         trainer's wrapper, checkpoints and parameter list see it); fp32 whatever the base dtype."""

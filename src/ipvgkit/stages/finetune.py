@@ -386,15 +386,21 @@ class _Run:
         return FinetuneResult(self.out, max(start, cfg.max_steps), final, self.resume_from, row,
                               self.data.skipped, self.notes, self.model.describe())  # fmt: skip
 
+    _validator: finetune_val.Validator | None = None  # the main process's, from the first validation
+
     def _validate(self, step: int) -> None:
-        """Generate and score the validation cases with the current weights (:mod:`finetune_val`)."""
+        """Generate and score the validation cases with the live model (:mod:`finetune_val`), after
+        writing its current weights beside them."""
         weights = finetune_val.step_dir(self.out, step) / "weights"
         self._write_final(step, weights)
         if self.acc.is_main_process:
-            device = "cpu" if self.acc.device.type == "cpu" else str(self.acc.device)
-            was = self.model.trainable().training
-            finetune_val.validate(self.out, step, self.cfg, weights, device, self.progress)
-            self.model.trainable().train(was)
+            if self._validator is None:
+                device = "cpu" if self.acc.device.type == "cpu" else str(self.acc.device)
+                self._validator = finetune_val.Validator(self.model, self.cfg, device)
+            finetune_val.validate(self.out, step, self.cfg, weights, self._validator, self.progress)
+            if self._validator.note not in self.notes:
+                self.notes.append(self._validator.note)
+                self._log(self._validator.note)
         self.acc.wait_for_everyone()
 
     def _write_final(self, steps: int, dest: Path | None = None) -> Path:

@@ -4,15 +4,25 @@ the current weights, score the videos with weight-free metrics, and record the n
 At step ``N`` (main process; the other ranks wait):
 
 1. the current adapter (LoRA and / or face adapter) is written like ``RUN/final`` into
-   ``RUN/validation/step-N/weights``;
-2. ``ipvg generate`` (:func:`ipvgkit.stages.generate.run_generation`, in this process, a second copy of
-   the base model) runs every case of ``validation.cases`` with those weights and the run's identity
-   method into ``RUN/validation/step-N/videos`` (``validation.frames/height/width`` default to the
-   run's; ``steps``, ``guidance``, ``seed`` as given; the same seeds at every step);
+   ``RUN/validation/step-N/weights`` (each validated adapter stays on disk);
+2. ``ipvg generate`` (:func:`ipvgkit.stages.generate.run_generation`, in this process) runs every case of
+   ``validation.cases`` with the run's identity method into ``RUN/validation/step-N/videos``
+   (``validation.frames/height/width`` default to the run's; ``steps``, ``guidance``, ``seed`` as given;
+   the same seeds at every step). It generates with the training model itself (:class:`Validator`):
+   the live, unwrapped transformer with its LoRA and face adapter as they are at step ``N``, no second
+   copy of the base model. The text encoder and VAE are the training's when it loaded them; what it
+   did not load is read once, at the first validation, and kept for the run's later ones (the run's
+   notes say which). Nothing of the training changes: no autograd, every module back in its own
+   train / eval mode, the processors restored, the global RNG state and the VAE's tiling kept, no
+   parameter cast or moved (checked by the backend);
 3. ``ipvg score`` (:func:`ipvgkit.stages.score.run_scoring`) scores them with ``validation.metrics``
    (default ``motion_amplitude``: optical flow, no weights) into ``RUN/validation/step-N/scores``;
 4. one line ``{"step", "cases", "ok", <metric>: mean, ...}`` is appended to ``RUN/validation.jsonl``
    and ``RUN/validation.svg`` is redrawn (one line per metric, each scaled to its own range).
+
+The videos are those ``ipvg generate --lora RUN/validation/step-N/weights`` makes from the files (bitwise
+in fp32 on CPU, tested); with bf16 base weights on a GPU they differ slightly, since the live LoRA
+runs in fp32 while a loaded one takes the base weights' dtype.
 
 Keep the test set small (a few cases at a tiny size): validation time adds to training time. A resumed
 run drops the lines of later steps first (they are redone).
@@ -20,6 +30,7 @@ run drops the lines of later steps first (they are redone).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -64,26 +75,104 @@ def step_dir(run: Path, step: int) -> Path:
     return Path(run) / VALIDATION / f"step-{step:06d}"
 
 
-def validate(run: Path, step: int, cfg: Any, weights: Path, device: str, progress: Progress) -> dict:
-    """Steps 2-4 of the module docstring for the weights in ``weights``; returns the jsonl row."""
-    from ipvgkit.models.base import ModelOptions
-    from ipvgkit.stages.generate import GenerateConfig, run_generation
+class Validator:
+    """Generation with the training model itself for every validation of a run (module docstring,
+    step 2): one ``WanBackend.with_components`` per validation around the live components."""
+
+    def __init__(self, model: Any, cfg: Any, device: str):
+        self.model = model  # the model layer's training model (WanTraining)
+        self.cfg = cfg
+        self.device = device
+        self.components = model.components()  # unwrapped transformer (+ text encoder, tokenizer, VAE)
+        self.shared = sorted(self.components)
+        self.loaded: list[str] = []  # read from disk for validation at the first one, kept
+        self.backend: Any = None  # the last validation's backend
+
+    def options(self, weights: Path) -> Any:
+        """The generation options: the run's model, identity method and weight dtype; the LoRA files of
+        ``weights`` are recorded (their tensors are the live transformer's), the face adapter folder
+        gives the adapter's config. A text encoder the training did not load waits on the CPU between
+        encodings on a GPU (``text_encoder=offload``; the same numbers)."""
+        import torch
+
+        from ipvgkit.models.base import ModelOptions
+        from ipvgkit.models.lora import LORA_WEIGHT_NAME
+
+        cfg = self.cfg
+        lora = [weights] if (weights / LORA_WEIGHT_NAME).is_file() else []
+        face = weights if cfg.method == "face-adapter" else None
+        dtype = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[
+            self.model.weight_dtype
+        ]
+        own_text = "text_encoder" in self.shared or self.device == "cpu"
+        return ModelOptions(
+            model=cfg.model, models_dir=cfg.models_dir, lora=lora, adapter=face, identity=cfg.method,
+            device=self.device, dtype=dtype, text_encoder="device" if own_text else "offload",
+        )  # fmt: skip
+
+    def generate(self, gen: Any) -> Any:
+        """``run_generation(gen)`` with the live components (:func:`frozen` around it)."""
+        from ipvgkit.models.wan import WanBackend
+        from ipvgkit.stages.generate import run_generation
+
+        backend = WanBackend.with_components(gen.model_options, self.model.resolved, **self.components)
+        with frozen(self.model):
+            report = run_generation(gen, backend=backend, progress=None)
+        for name, module in backend.loaded_components().items():
+            if name not in self.components:
+                self.components[name] = module
+                self.loaded.append(name)
+        self.backend = backend
+        return report
+
+    @property
+    def note(self) -> str:
+        """What validation generates with, for the run's notes."""
+        loaded = ", ".join(self.loaded) or "nothing but the scheduler config"
+        return (
+            "validation generates with the training transformer itself (no second copy); shared with "
+            f"training: {', '.join(self.shared)}; loaded for validation (once, kept for the run): {loaded}"
+        )
+
+
+@contextlib.contextmanager
+def frozen(model: Any):
+    """Generation on the training model without changing it for training: the last prediction's
+    processors restored, no autograd, every module in eval mode (then back in its own mode), the global
+    torch RNG state and the training VAE's tiling kept."""
+    import torch
+
+    model.release()
+    modules = list(model.trainable().modules())
+    modes = [m.training for m in modules]
+    vae = model.vae
+    tiling = getattr(vae, "use_tiling", None)
+    dev = model.device
+    cuda = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=cuda), torch.no_grad():
+            model.trainable().eval()
+            yield
+    finally:
+        for m, mode in zip(modules, modes, strict=True):
+            m.training = mode
+        if tiling is not None:
+            vae.use_tiling = tiling
+
+
+def validate(run: Path, step: int, cfg: Any, weights: Path, validator: Validator, progress: Progress) -> dict:
+    """Steps 2-4 of the module docstring for the weights written to ``weights``; returns the jsonl row."""
+    from ipvgkit.stages.generate import GenerateConfig
     from ipvgkit.stages.score import ScoreConfig, run_scoring
 
     v = cfg.validation
     here = step_dir(run, step)
-    lora = [weights] if (weights / "pytorch_lora_weights.safetensors").is_file() else []
-    face = weights if cfg.method == "face-adapter" else None
-    options = ModelOptions(
-        model=cfg.model, models_dir=cfg.models_dir, lora=lora, adapter=face, identity=cfg.method,
-        device=device, dtype="fp32" if device == "cpu" else "bf16",
-    )  # fmt: skip
     gen = GenerateConfig(
-        cases=Path(v.cases), out=here / "videos", model_options=options, steps=v.steps, guidance=v.guidance,
-        frames=v.frames or cfg.frames, height=v.height or cfg.height, width=v.width or cfg.width,
-        fps=cfg.fps, seed=v.seed, overwrite=True, background_encode=False,
+        cases=Path(v.cases), out=here / "videos", model_options=validator.options(weights), steps=v.steps,
+        guidance=v.guidance, frames=v.frames or cfg.frames, height=v.height or cfg.height,
+        width=v.width or cfg.width, fps=cfg.fps, seed=v.seed, overwrite=True, background_encode=False,
     )  # fmt: skip
-    report = run_generation(gen, progress=None)
+    report = validator.generate(gen)
     ok = sum(1 for r in report.results if r.status == "ok")
     row: dict[str, Any] = {"step": step, "cases": len(report.results), "ok": ok}
     if ok:

@@ -52,10 +52,12 @@ def test_two_ranks_hold_identical_loras_and_split_the_data(tmp_path):
     assert (out / "final" / "pytorch_lora_weights.safetensors").is_file()
 
 
-@pytest.mark.parametrize("name", ["ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3"])
+@pytest.mark.parametrize("name", ["ddp", "cpu_ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3"])
 def test_accelerate_configs_parse(name):
     cfg = ClusterConfig.from_yaml_file(str(ROOT / "configs" / "accelerate" / f"{name}.yaml"))
-    kind = {"ddp": "MULTI_GPU", "fsdp": "FSDP"}.get(name, "DEEPSPEED")
+    kind = {"ddp": "MULTI_GPU", "cpu_ddp": "MULTI_GPU", "fsdp": "FSDP"}.get(name, "DEEPSPEED")
     assert cfg.distributed_type.value == kind
     if kind == "DEEPSPEED":
         assert cfg.deepspeed_config["zero_stage"] == int(name[-1])
+    if name == "cpu_ddp":  # MULTI_GPU is what makes accelerate launch start the processes (torchrun)
+        assert cfg.num_processes == 2 and cfg.use_cpu and cfg.mixed_precision == "no"

@@ -101,12 +101,11 @@ def finetune(
 
 
 def _run(cfg, json_out: bool, quiet: bool) -> None:
-    import os
-
     from ipvgkit.cli.ui import out, print_json, stage_progress
     from ipvgkit.stages.finetune import finetune as run
+    from ipvgkit.stages.finetune_setup import launch_rank
 
-    main = int(os.environ.get("RANK", "0")) == 0
+    main = launch_rank() == 0
     with stage_progress(enabled=not quiet and main) as progress:
         res = run(cfg, progress)
     if not main:

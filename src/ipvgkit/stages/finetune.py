@@ -36,13 +36,18 @@ from ipvgkit.stages import finetune_val
 from ipvgkit.stages.finetune_config import DECAYING, RESUMABLE_CHANGES, FinetuneConfig
 from ipvgkit.stages.finetune_data import TrainData, positions, sample_index
 from ipvgkit.stages.finetune_setup import (
+    SHARDED_KINDS,
+    asked_kind,
     cache_key_for,
+    check_launch,
     final_states,
+    launch_rank,
     make_optimizer,
     make_scheduler,
     memory,
     resolve_device,
     trainable_digest,
+    unpartitioned_loading,
     write_final,
 )
 
@@ -83,8 +88,10 @@ class _Run:
         )  # checked before any weight loads
         self._check_timeline()
         self.resume_from = self._check_run_folder()
+        asked = asked_kind()
         self.acc = Accelerator(cpu=cpu, mixed_precision=mp)
-        self.sharded = self.acc.distributed_type.value in ("FSDP", "DEEPSPEED")  # accelerate saves the model
+        check_launch(asked, self.acc.distributed_type.value)
+        self.sharded = self.acc.distributed_type.value in SHARDED_KINDS  # accelerate saves the model
         if self.sharded and cfg.validation.every:
             raise UsageError(
                 "validation runs on unsharded runs only (DDP or one process): set validation.every=0"
@@ -120,9 +127,15 @@ class _Run:
         self.params = [p for p in self.model.trainable().parameters() if p.requires_grad]
         optimizer = make_optimizer(self.cfg.optim, self.params, self.acc.device, self.notes)
         self.scheduler = make_scheduler(self.cfg.optim, optimizer, self.cfg.max_steps)
+        if self.acc.distributed_type.value == "DEEPSPEED":  # no dataloader to take it from: say it
+            self.acc.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = (
+                cfg.batch_size
+            )
         self.model.denoiser, self.optimizer = self.acc.prepare(self.model.trainable(), optimizer)
         if cfg.memory.block_swap:  # after prepare: its device placement would undo it, DDP wants 1 device
             self.notes.append(self.model.enable_block_swap(cfg.memory.block_swap).summary())
+        if self.sharded:  # FSDP2 replaces the parameters by sharded ones: clip the ones it trains
+            self.params = [p for p in self.model.denoiser.parameters() if p.requires_grad]
         self.acc.register_for_checkpointing(self.scheduler)
         if not self.sharded:  # checkpoints hold the LoRA tensors only, not the frozen base weights
             self.acc.register_save_state_pre_hook(self._save_hook)
@@ -149,7 +162,7 @@ class _Run:
         if cfg.overwrite and cfg.resume:
             raise UsageError("--overwrite and --resume exclude each other")
         found = ck.list_checkpoints(self.out)
-        if cfg.overwrite and int(os.environ.get("RANK", "0")) == 0:
+        if cfg.overwrite and launch_rank() == 0:
             for p in (ck.checkpoints_dir(self.out), self.out / FINAL):
                 shutil.rmtree(p, ignore_errors=True)
             for name in (ck.METRICS, ck.LOSS_SVG):
@@ -175,7 +188,8 @@ class _Run:
         needs_vae = (
             not self.data.all_cached or cfg.method == "reference-concat"
         )  # references: encoded per step
-        model.load(text=needs_text, vae=needs_vae)
+        with unpartitioned_loading(self.acc):
+            model.load(text=needs_text, vae=needs_vae)
         if self.data.none_cached:
             self.notes.append(
                 "no cached tensors in the prepare folder: latents and text are encoded on the fly"
@@ -401,11 +415,12 @@ class _Run:
         """``RUN/final`` (or ``dest``): the diffusers-format LoRA and / or the face adapter, the adapter
         json, the config (and ComfyUI file)."""
         dest = dest if dest is not None else self.out / FINAL
-        denoiser = self.acc.get_state_dict(self.model.denoiser) if self.sharded else None  # a collective
-        state, face = final_states(
-            self.acc.unwrap_model(self.model.denoiser), denoiser, self.cfg, self.layers, steps
-        )
+        # a collective under FSDP / DeepSpeed, whose full state dict only the main process receives
+        denoiser = self.acc.get_state_dict(self.model.denoiser) if self.sharded else None
         if self.acc.is_main_process:
+            state, face = final_states(
+                self.acc.unwrap_model(self.model.denoiser), denoiser, self.cfg, self.layers, steps
+            )
             write_final(dest, state, self.cfg, self.layers, self.saved_config, steps, face)
             if dest == self.out / FINAL:
                 ck.write_loss_svg(self.out)

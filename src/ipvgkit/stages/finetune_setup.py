@@ -3,6 +3,7 @@ the optimizer and lr schedule, memory figures, and the ``RUN/final`` folder."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -32,6 +33,59 @@ def resolve_device(cfg: FinetuneConfig, notes: list[str]) -> tuple[bool, str, to
         mp = "no"
     dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[mp]
     return cpu, mp, dtype
+
+
+def launch_rank() -> int:
+    """This process's rank before accelerate is set up: torchrun's ``RANK`` or MPI's (read as accelerate
+    reads them), 0 for a plain one-process run."""
+    from accelerate.utils import get_cpu_distributed_information
+
+    return get_cpu_distributed_information().rank
+
+
+SHARDED_KINDS = ("FSDP", "DEEPSPEED")  # accelerate's distributed types that hold the model in shards
+_ASKED_BY = {"FSDP": "ACCELERATE_USE_FSDP", "DEEPSPEED": "ACCELERATE_USE_DEEPSPEED"}
+
+
+def asked_kind() -> str | None:
+    """FSDP or DEEPSPEED when the launch asked for it (``accelerate launch`` sets ``ACCELERATE_USE_*``),
+    else None; DeepSpeed asked for but not installed is an error (before accelerate's traceback)."""
+    asked = [k for k, env in _ASKED_BY.items() if os.environ.get(env, "false").lower() == "true"]
+    if "DEEPSPEED" in asked and not has_module("deepspeed"):
+        raise MissingDependencyError(
+            "the launch asked for DeepSpeed but it is not installed: pip install deepspeed"
+        )
+    return asked[0] if asked else None
+
+
+def check_launch(asked: str | None, distributed_type: str) -> None:
+    """A launch that asked for FSDP or DeepSpeed but got another kind of run is an error, not a silent
+    fallback: accelerate sets up FSDP and DeepSpeed on GPUs only, and on CPU trains plain data parallel."""
+    if asked is not None and distributed_type != asked:
+        raise UsageError(
+            f"the launch asked for {asked} ({_ASKED_BY[asked]}=true) but accelerate set up {distributed_type}: "
+            "accelerate runs FSDP and DeepSpeed on GPUs only; on CPU launch configs/accelerate/cpu_ddp.yaml "
+            "(data parallel)"
+        )
+
+
+@contextlib.contextmanager
+def unpartitioned_loading(acc: Any):
+    """Load the model's components whole under DeepSpeed ZeRO-3 too: accelerate registers its DeepSpeed
+    config with transformers, whose ``from_pretrained`` then partitions every model it loads (the frozen
+    text encoder would be unusable outside the DeepSpeed engine); the engine partitions the trained
+    transformer itself when it is prepared."""
+    if acc.distributed_type.value != "DEEPSPEED":
+        yield
+        return
+    from transformers.integrations import unset_hf_deepspeed_config
+
+    plugin = acc.state.deepspeed_plugin
+    unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        plugin.set_deepspeed_weakref()
 
 
 def cache_key_for(cfg: FinetuneConfig) -> str | None:

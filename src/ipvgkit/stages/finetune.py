@@ -29,17 +29,19 @@ from ipvgkit import __version__, config
 from ipvgkit.errors import UsageError
 from ipvgkit.models import lora_train
 from ipvgkit.models.quantize import check_supported as check_quantize
-from ipvgkit.models.training import Conditions, flow_loss, sample_sigmas
+from ipvgkit.models.training import flow_loss, sample_sigmas
 from ipvgkit.progress import Progress, ensure
 from ipvgkit.stages import finetune_ckpt as ck
 from ipvgkit.stages import finetune_val
 from ipvgkit.stages.finetune_config import DECAYING, RESUMABLE_CHANGES, FinetuneConfig
-from ipvgkit.stages.finetune_data import TrainData, positions, sample_index
+from ipvgkit.stages.finetune_data import TrainData, positions, sample_index, training_inputs
 from ipvgkit.stages.finetune_setup import (
     SHARDED_KINDS,
     asked_kind,
     cache_key_for,
+    check_distributed,
     check_launch,
+    check_timeline,
     final_states,
     launch_rank,
     make_optimizer,
@@ -51,7 +53,7 @@ from ipvgkit.stages.finetune_setup import (
     write_final,
 )
 
-FINAL = "final"
+FINAL = ck.FINAL
 
 
 @dataclass
@@ -86,25 +88,25 @@ class _Run:
         self.data = TrainData(
             Path(cfg.data), cfg, progress, cache_key_for(cfg)
         )  # checked before any weight loads
-        self._check_timeline()
-        self.resume_from = self._check_run_folder()
+        check_timeline(cfg, self.data.samples)
+        self.resume_from = ck.check_run_folder(self.out, cfg, launch_rank() == 0)
         asked = asked_kind()
         self.acc = Accelerator(cpu=cpu, mixed_precision=mp)
         check_launch(asked, self.acc.distributed_type.value)
         self.sharded = self.acc.distributed_type.value in SHARDED_KINDS  # accelerate saves the model
-        if self.sharded and cfg.validation.every:
-            raise UsageError(
-                "validation runs on unsharded runs only (DDP or one process): set validation.every=0"
-            )
-        if self.sharded and cfg.memory.block_swap:
-            raise UsageError("memory.block_swap does not combine with FSDP / DeepSpeed sharding: set it to 0")
-        if self.acc.distributed_type.value == "DEEPSPEED" and cfg.grad_accum > 1:
-            raise UsageError(
-                "under DeepSpeed set gradient_accumulation_steps in its config and keep grad_accum 1"
-            )
+        check_distributed(cfg, self.acc.distributed_type.value, self.sharded)
         check_quantize(cfg.memory.quantize, self.acc.device, self.sharded)  # before any weight loads
         self.model = self._load_model(dtype)
         set_seed(cfg.seed)  # the LoRA's initial A matrices (and the face adapter's weights)
+        self._attach_trainables()
+        self._prepare()
+        self.saved_config = config.to_dict(cfg)
+        for n in self.notes:
+            self._log(n)
+
+    def _attach_trainables(self) -> None:
+        """The LoRA and / or the face adapter, then the memory levers that act on the frozen weights."""
+        cfg = self.cfg
         self.layers: list[str] = []
         if cfg.method != "face-adapter" or cfg.face_adapter.lora:
             self.layers = lora_train.inject_lora(
@@ -124,9 +126,13 @@ class _Run:
         if cfg.gradient_checkpointing:
             self.model.enable_gradient_checkpointing()
         self.model.trainable().train()
+
+    def _prepare(self) -> None:
+        """Optimizer, lr schedule, accelerate's wrapping, block swap and the checkpoint hooks."""
+        cfg = self.cfg
         self.params = [p for p in self.model.trainable().parameters() if p.requires_grad]
-        optimizer = make_optimizer(self.cfg.optim, self.params, self.acc.device, self.notes)
-        self.scheduler = make_scheduler(self.cfg.optim, optimizer, self.cfg.max_steps)
+        optimizer = make_optimizer(cfg.optim, self.params, self.acc.device, self.notes)
+        self.scheduler = make_scheduler(cfg.optim, optimizer, cfg.max_steps)
         if self.acc.distributed_type.value == "DEEPSPEED":  # no dataloader to take it from: say it
             self.acc.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = (
                 cfg.batch_size
@@ -140,40 +146,11 @@ class _Run:
         if not self.sharded:  # checkpoints hold the LoRA tensors only, not the frozen base weights
             self.acc.register_save_state_pre_hook(self._save_hook)
             self.acc.register_load_state_pre_hook(self._load_hook)
-        self.saved_config = config.to_dict(cfg)
-        for n in self.notes:
-            self._log(n)
 
     # ------------------------------------------------------------------ setup
     def _log(self, msg: str) -> None:
         if self.acc.is_main_process:
             self.progress.log(msg)
-
-    def _check_timeline(self) -> None:
-        cfg = self.cfg
-        if cfg.timeline and cfg.batch_size > 1 and any(s.events for s in self.data.samples):
-            raise UsageError(
-                "timeline training conditions one clip at a time: use batch_size 1 (and grad_accum), "
-                "or timeline=false"
-            )
-
-    def _check_run_folder(self) -> Path | None:
-        cfg = self.cfg
-        if cfg.overwrite and cfg.resume:
-            raise UsageError("--overwrite and --resume exclude each other")
-        found = ck.list_checkpoints(self.out)
-        if cfg.overwrite and launch_rank() == 0:
-            for p in (ck.checkpoints_dir(self.out), self.out / FINAL):
-                shutil.rmtree(p, ignore_errors=True)
-            for name in (ck.METRICS, ck.LOSS_SVG):
-                (self.out / name).unlink(missing_ok=True)
-            found = []
-        if found and cfg.resume is None and not cfg.overwrite:
-            raise UsageError(
-                f"{self.out} already holds a run (checkpoint at step {found[-1][0]}): pass --resume (auto) to "
-                "continue it or --overwrite to start again"
-            )
-        return ck.find_resume(self.out, cfg.resume)
 
     def _load_model(self, dtype: torch.dtype):
         from ipvgkit.models.resolve import resolve_model
@@ -291,49 +268,12 @@ class _Run:
         return gather_object([trainable_digest(self.acc.unwrap_model(self.model.denoiser))])
 
     # ------------------------------------------------------------------ training
-    def _conditions(self, items: list) -> tuple[torch.Tensor, Conditions]:
-        m, cfg = self.model, self.cfg
-        dev = self.acc.device
-        lat = [it.latents if it.latents is not None else m.encode_video(it.frames[None])[0] for it in items]
-        latents = torch.stack([x.to(dev, torch.float32) for x in lat])
-        ref = None
-        if cfg.method == "reference-concat":
-            refs = [
-                it.ref_latents
-                if it.ref_latents is not None
-                else m.encode_reference([it.refs], cfg.height, cfg.width)[0]
-                for it in items
-            ]
-            ref = torch.stack([r.to(dev, torch.float32) for r in refs])
-        n_ref = 0 if ref is None else ref.shape[2]
-        if cfg.timeline and len(items) == 1 and items[0].events:
-            it = items[0]
-            if it.prompt_embeds is not None:  # prepare caches the timeline context (caption + events)
-                embeds, groups = it.prompt_embeds[None], it.token_group
-            else:
-                ctx = m.timeline_context(it.caption, [e.text for e in it.events])
-                embeds, groups = ctx.embeds, ctx.token_group
-            state = m.timeline_state(it.events, groups, cfg.frames, cfg.fps, cfg.height, cfg.width, n_ref)
-            return latents, Conditions(embeds.to(dev), ref, state, self._faces(items))
-        texts = [
-            it.prompt_embeds
-            if it.prompt_embeds is not None and not it.events
-            else m.encode_text([it.caption])[0]
-            for it in items
-        ]
-        return latents, Conditions(torch.stack([t.to(dev) for t in texts]), ref, face=self._faces(items))
-
-    def _faces(self, items: list) -> torch.Tensor | None:
-        if self.cfg.method != "face-adapter":
-            return None
-        return torch.stack([it.face for it in items]).to(self.acc.device, torch.float32)
-
     def _micro_loss(self, k: int) -> tuple[torch.Tensor, list[str]]:
         cfg = self.cfg
         rank, world = self.acc.process_index, self.acc.num_processes
         idx = [sample_index(p, len(self.data), cfg.seed) for p in positions(k, rank, world, cfg.batch_size)]
         items = [self.data.load(i) for i in idx]
-        latents, cond = self._conditions(items)
+        latents, cond = training_inputs(self.model, items, self.cfg, self.acc.device)
         g = torch.Generator().manual_seed(((cfg.seed * 1_000_003 + k) * 1009 + rank) % (2**63))
         sigmas = sample_sigmas(cfg.flow, len(items), g, cfg.flow.flow_shift or 1.0)
         noise = torch.randn(latents.shape, generator=g).to(latents.device)

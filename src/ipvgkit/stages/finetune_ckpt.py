@@ -17,6 +17,8 @@ from typing import Any
 from ipvgkit.errors import UsageError
 from ipvgkit.fsutil import atomic_write_text
 
+FINAL = "final"  # RUN/final: the trained adapter
+
 STATE_FILE = "trainer_state.json"
 ADAPTER_STATE = "adapter_state.safetensors"
 METRICS = "metrics.jsonl"
@@ -155,3 +157,23 @@ def loss_svg(rows: list[dict[str, Any]], width: int = 640, height: int = 320) ->
 
 def write_loss_svg(run: Path) -> Path:
     return atomic_write_text(Path(run) / LOSS_SVG, loss_svg(read_metrics(run)))
+
+
+def check_run_folder(out: Path, cfg: Any, main: bool) -> Path | None:
+    """The checkpoint to resume from (None: start at step 0); ``--overwrite`` clears the run folder
+    first (on the main rank); a folder that holds a run without ``--resume``/``--overwrite`` is an error."""
+    if cfg.overwrite and cfg.resume:
+        raise UsageError("--overwrite and --resume exclude each other")
+    found = list_checkpoints(out)
+    if cfg.overwrite and main:
+        for p in (checkpoints_dir(out), out / FINAL):
+            shutil.rmtree(p, ignore_errors=True)
+        for name in (METRICS, LOSS_SVG):
+            (out / name).unlink(missing_ok=True)
+        found = []
+    if found and cfg.resume is None and not cfg.overwrite:
+        raise UsageError(
+            f"{out} already holds a run (checkpoint at step {found[-1][0]}): pass --resume (auto) to "
+            "continue it or --overwrite to start again"
+        )
+    return find_resume(out, cfg.resume)

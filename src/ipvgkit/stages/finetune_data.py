@@ -176,3 +176,41 @@ def sample_index(position: int, n: int, seed: int) -> int:
     epoch, offset = divmod(position, n)
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return int(torch.randperm(n, generator=g)[offset])
+
+
+def training_inputs(model: Any, items: list, cfg: Any, device: torch.device) -> tuple[torch.Tensor, Any]:
+    """(clean latents, :class:`~ipvgkit.models.training.Conditions`) of a micro-batch: cached tensors
+    where the samples have them, else encoded by the model layer; a clip with events (``timeline``)
+    gets the timeline context and processor state generation uses."""
+    from ipvgkit.models.training import Conditions
+
+    m = model
+    lat = [it.latents if it.latents is not None else m.encode_video(it.frames[None])[0] for it in items]
+    latents = torch.stack([x.to(device, torch.float32) for x in lat])
+    ref = None
+    if cfg.method == "reference-concat":
+        refs = [
+            it.ref_latents
+            if it.ref_latents is not None
+            else m.encode_reference([it.refs], cfg.height, cfg.width)[0]
+            for it in items
+        ]
+        ref = torch.stack([r.to(device, torch.float32) for r in refs])
+    n_ref = 0 if ref is None else ref.shape[2]
+    face = None
+    if cfg.method == "face-adapter":
+        face = torch.stack([it.face for it in items]).to(device, torch.float32)
+    if cfg.timeline and len(items) == 1 and items[0].events:
+        it = items[0]
+        if it.prompt_embeds is not None:  # prepare caches the timeline context (caption + events)
+            embeds, groups = it.prompt_embeds[None], it.token_group
+        else:
+            ctx = m.timeline_context(it.caption, [e.text for e in it.events])
+            embeds, groups = ctx.embeds, ctx.token_group
+        state = m.timeline_state(it.events, groups, cfg.frames, cfg.fps, cfg.height, cfg.width, n_ref)
+        return latents, Conditions(embeds.to(device), ref, state, face)
+    texts = [
+        it.prompt_embeds if it.prompt_embeds is not None and not it.events else m.encode_text([it.caption])[0]
+        for it in items
+    ]
+    return latents, Conditions(torch.stack([t.to(device) for t in texts]), ref, face=face)

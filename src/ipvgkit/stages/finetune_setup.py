@@ -70,6 +70,28 @@ def check_launch(asked: str | None, distributed_type: str) -> None:
 
 
 @contextlib.contextmanager
+def check_distributed(cfg: FinetuneConfig, kind: str, sharded: bool) -> None:
+    """The settings that do not combine with the launch accelerate set up (``kind``)."""
+    if sharded and cfg.validation.every:
+        raise UsageError(
+            "validation runs on unsharded runs only (DDP or one process): set validation.every=0"
+        )
+    if sharded and cfg.memory.block_swap:
+        raise UsageError("memory.block_swap does not combine with FSDP / DeepSpeed sharding: set it to 0")
+    if kind == "DEEPSPEED" and cfg.grad_accum > 1:
+        raise UsageError(
+            "under DeepSpeed set gradient_accumulation_steps in its config and keep grad_accum 1"
+        )
+
+
+def check_timeline(cfg: FinetuneConfig, samples: Sequence[Any]) -> None:
+    if cfg.timeline and cfg.batch_size > 1 and any(s.events for s in samples):
+        raise UsageError(
+            "timeline training conditions one clip at a time: use batch_size 1 (and grad_accum), "
+            "or timeline=false"
+        )
+
+
 def unpartitioned_loading(acc: Any):
     """Load the model's components whole under DeepSpeed ZeRO-3 too: accelerate registers its DeepSpeed
     config with transformers, whose ``from_pretrained`` then partitions every model it loads (the frozen

@@ -69,7 +69,6 @@ def check_launch(asked: str | None, distributed_type: str) -> None:
         )
 
 
-@contextlib.contextmanager
 def check_distributed(cfg: FinetuneConfig, kind: str, sharded: bool) -> None:
     """The settings that do not combine with the launch accelerate set up (``kind``)."""
     if sharded and cfg.validation.every:
@@ -92,6 +91,7 @@ def check_timeline(cfg: FinetuneConfig, samples: Sequence[Any]) -> None:
         )
 
 
+@contextlib.contextmanager
 def unpartitioned_loading(acc: Any):
     """Load the model's components whole under DeepSpeed ZeRO-3 too: accelerate registers its DeepSpeed
     config with transformers, whose ``from_pretrained`` then partitions every model it loads (the frozen

@@ -72,8 +72,8 @@ def test_resume_may_change_block_swap(prep, models_dir, tmp_path):
 
 
 def test_block_swap_without_checkpointing_or_beyond_the_blocks_is_an_error(prep, models_dir, tmp_path):
-    with pytest.raises(UsageError, match="memory.block_swap needs gradient_checkpointing: true"):
-        finetune(cfg(prep, tmp_path / "r1", models_dir, memory=MemorySettings(block_swap=1)))
+    with pytest.raises(ValueError, match="memory.block_swap needs gradient_checkpointing: true"):
+        cfg(prep, tmp_path / "r1", models_dir, memory=MemorySettings(block_swap=1))  # the config says it
     with pytest.raises(UsageError, match=r"memory.block_swap=3: the transformer has 2 blocks \(use 0..2\)"):
         finetune(
             cfg(

@@ -168,3 +168,8 @@ class FinetuneConfig:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.fps <= 0:
             raise ValueError(f"fps must be > 0, got {self.fps}")
+        if self.memory.block_swap and not self.gradient_checkpointing:  # said before any weight loads
+            raise ValueError(
+                "memory.block_swap needs gradient_checkpointing: true (without it autograd keeps every "
+                "block's device weights until the backward pass and nothing is saved)"
+            )

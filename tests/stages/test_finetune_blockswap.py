@@ -14,23 +14,7 @@ from ipvgkit.stages.finetune_config import FaceAdapterSettings, MemorySettings
 from .finetune_prep import make_prep
 from .test_finetune import assert_same_lora, cfg, losses
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("models")
-
-
-@pytest.fixture(scope="module")
-def prep(tmp_path_factory):
-    return make_prep(tmp_path_factory.mktemp("prep"))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("method", ["reference-concat", "face-adapter"])

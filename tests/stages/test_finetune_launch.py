@@ -41,11 +41,6 @@ def prep(tmp_path_factory):
     return make_prep(tmp_path_factory.mktemp("prep"), n=4)
 
 
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("models")
-
-
 def launch(config: str, prep: Path, out: Path, models_dir: Path, steps: int, *extra: str) -> None:
     """``accelerate launch --config_file configs/accelerate/CONFIG.yaml --num_processes 2`` of ipvg finetune
     (``python -m ipvgkit``; sharded_cpu_launch.py for FSDP and DeepSpeed)."""

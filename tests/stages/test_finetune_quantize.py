@@ -23,23 +23,7 @@ from .test_finetune import cfg, lora, losses
 
 ROOT = Path(__file__).resolve().parents[2]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("models")
-
-
-@pytest.fixture(scope="module")
-def prep(tmp_path_factory):
-    return make_prep(tmp_path_factory.mktemp("prep"))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_int8_trains_close_to_the_unquantised_run_and_writes_the_usual_lora(prep, models_dir, tmp_path):

@@ -20,6 +20,8 @@ from .test_generate import write_testset_b
 
 TINY = dict(model="tiny-wan", frames=9, height=32, width=32)
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def generate_from_disk(cases, out, models, weights, identity, adapter=False) -> dict[str, bytes]:
     """``ipvg generate --lora/--adapter WEIGHTS`` in its own run (the validation's settings): the
@@ -43,14 +45,6 @@ def frames_of(folder) -> dict[str, bytes]:
     from ipvgkit.media import read_video
 
     return {p.name: read_video(p).tobytes() for p in sorted(folder.glob("*.mp4"))}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def test_validation_every_two_steps(tmp_path):

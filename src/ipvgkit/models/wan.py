@@ -385,19 +385,9 @@ def _has_two_experts(resolved: ResolvedModel) -> bool:
     return isinstance(entry, list) and entry[0] is not None
 
 
-class _maybe_timeline:
+def _maybe_timeline(pipe: Any, state: timeline_attn.TimelineState | None) -> Any:
     """``TimelineControl`` when there is a timeline state, else nothing."""
-
-    def __init__(self, pipe: Any, state: timeline_attn.TimelineState | None):
-        self.control = timeline_attn.TimelineControl(pipe, state) if state is not None else None
-
-    def __enter__(self) -> None:
-        if self.control is not None:
-            self.control.__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.control is not None:
-            self.control.__exit__(*exc)
+    return timeline_attn.TimelineControl(pipe, state) if state is not None else contextlib.nullcontext()
 
 
 def to_uint8(video: np.ndarray) -> np.ndarray:
